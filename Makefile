@@ -1,0 +1,57 @@
+# df-stack: every target creates what it needs (.venv, missing apt packages).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NETNS := scripts/in_netns.sh
+export MUJOCO_GL ?= egl
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv test test-fast lint demo bench bench-latency bench-sim bench-crash bench-recorder clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml constraints.txt scripts/bootstrap_system.sh
+	@scripts/bootstrap_system.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first from the exact pin, so the range in pyproject never pulls a CUDA build here
+	$(PY) -m pip install -q -c constraints.txt torch
+	$(PY) -m pip install -q -c constraints.txt -e '.[data,train,sim,ros,test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the project with all extras
+
+test: $(STAMP)  ## lint and the whole test suite (ROS tests in a private network namespace)
+	$(VENV)/bin/ruff check .
+	$(NETNS) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## tests without ROS, sim or slow markers
+	$(PY) -m pytest -m "not slow and not ros and not sim" $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(VENV)/bin/ruff check .
+
+demo: $(STAMP)  ## the main job (for now: the synthetic memory demonstration)
+	@echo "make demo: the simulated swap-fruit demo arrives with issue 7;"
+	@echo "until then this runs the synthetic memory demonstration of the DF policy core."
+	$(PY) -m policy.synthetic_memory --report-dir reports/memory_demo
+
+bench-latency: $(STAMP)  ## runner per-tick latency vs a Diffusion-Policy-style reference (2 CPU threads)
+	$(PY) -m benchmarks.bench_latency
+
+bench-sim: $(STAMP)  ## simulator steps/s with two 96 px cameras, and 100 expert demos with 2 processes
+	$(PY) -m benchmarks.bench_sim
+
+bench-crash: $(STAMP)  ## SIGKILL a recording process at random instants; committed episodes must survive
+	$(PY) -m benchmarks.bench_crash
+
+bench-recorder: $(STAMP)  ## two 640x480 cameras at 30 Hz + 1 kHz state for 60 s through the recorder
+	$(PY) -m benchmarks.bench_recorder
+
+bench: bench-latency bench-sim bench-crash bench-recorder  ## every benchmark
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,340 @@
+"""Dataset tools for episode stores.
+
+    python -m data_collection.cli info STORE [EPISODE] [--json]
+    python -m data_collection.cli validate STORE [--quick] [--json]
+    python -m data_collection.cli repair STORE [--remove-partial] [--json]
+    python -m data_collection.cli delete STORE (--last | EPISODE ...)
+    python -m data_collection.cli view STORE [EPISODE ...] [--out DIR] [--format mp4|gif]
+    python -m data_collection.cli create STORE [--image-codec zstd] [--policy-size 64x64 ...]
+    python -m data_collection.cli import-rosbag STORE BAG --topic /camera/front/image_raw=front
+
+Exit status: 0 success, 1 the store is not valid (validate, repair), 2 an error (the
+message on stderr names what was wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .schema import IMAGE_CODECS, StoreError, StoreSettings
+
+
+def _open(path: Path) -> Any:
+    from .store import EpisodeStore
+
+    return EpisodeStore.open(path)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = text.lower().split("x")
+        return int(h), int(w)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"size must look like 64x64 (height x width), got {text!r}"
+        ) from error
+
+
+def _episode_line(episode_id: str, meta: dict[str, Any]) -> str:
+    streams = meta.get("streams", {})
+    durations = [s["last_stamp"] - s["first_stamp"] for s in streams.values() if s.get("count")]
+    frames = sum(s.get("count", 0) for s in streams.values() if s.get("kind") == "image")
+    flags = [
+        f for f, on in (("marked", meta.get("marked")), ("recovered", meta.get("recovered"))) if on
+    ]
+    return (
+        f"{episode_id}  {max(durations, default=0):7.2f} s  {frames:6d} frames  "
+        f"success={meta.get('success')!s:5}  "
+        f"task={meta.get('task', '')!r}" + (f"  [{', '.join(flags)}]" if flags else "")
+    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    store = _open(args.store)
+    if args.episode:
+        meta = store.metadata(args.episode)
+        if args.json:
+            print(json.dumps(meta, indent=2))
+            return 0
+        print(_episode_line(normalize(args.episode), meta))
+        for key in (
+            "robot",
+            "cameras",
+            "initial_configuration",
+            "software_version",
+            "notes",
+            "recovered",
+            "complete",
+        ):
+            if key in meta:
+                print(f"  {key}: {json.dumps(meta[key])}")
+        print("  streams:")
+        for name, stream in meta.get("streams", {}).items():
+            rate = stream.get("measured_rate_hz")
+            print(
+                f"    {name:14s} {stream['kind']:6s} {'x'.join(map(str, stream['shape'])):>12s} "
+                f"{stream['count']:8d} samples  {rate or 0:8.1f} Hz (nominal {stream['rate_hz']:g})"
+            )
+        for problem in meta.get("problems", []):
+            print(f"  problem: {problem}")
+        return 0
+    ids = store.episode_ids()
+    summary = {
+        "path": str(store.path),
+        "schema": store.attributes.get("schema"),
+        "schema_version": store.attributes.get("schema_version"),
+        "settings": store.attributes.get("settings"),
+        "episodes": len(ids),
+        "staged": store.staged_ids(),
+    }
+    if args.json:
+        summary["episode_list"] = {e: store.metadata(e) for e in ids}
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(
+        f"{store.path}: {summary['schema']} v{summary['schema_version']}, {len(ids)} episodes, "
+        f"image codec {summary['settings'].get('image_codec')}, policy sizes "
+        f"{summary['settings'].get('policy_image_sizes')}"
+    )
+    for episode_id in ids:
+        print("  " + _episode_line(episode_id, store.metadata(episode_id)))
+    if summary["staged"]:
+        print(f"  interrupted (run repair): {', '.join(summary['staged'])}")
+    return 0
+
+
+def normalize(episode: str) -> str:
+    from .schema import normalize_episode_id
+
+    return normalize_episode_id(episode)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    store = _open(args.store)
+    report = store.validate(checksums=not args.quick, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for warning in report.warnings:
+            print(f"warning: {warning}")
+        for error in report.errors:
+            print(f"error: {error}")
+        state = "valid" if report.ok else "NOT valid"
+        print(
+            f"{store.path}: {report.episodes_checked} episodes checked"
+            f"{' (structure only, no checksums)' if args.quick else ''}: {state}"
+        )
+    return 0 if report.ok else 1
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    store = _open(args.store)
+    report = store.repair(recover=not args.remove_partial)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for action in report.actions:
+            print(str(action))
+        if not report.actions:
+            print("nothing to repair")
+        validation = report.validation
+        if validation is not None:
+            for error in validation.errors:
+                print(f"still wrong (repair never modifies committed episodes): {error}")
+            print(f"{store.path}: {'valid' if validation.ok else 'NOT valid'} after repair")
+    return 0 if report.validation is None or report.validation.ok else 1
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    store = _open(args.store)
+    if args.last == bool(args.episodes):
+        raise StoreError("give either --last or one or more episode ids to delete")
+    targets = [store.delete_last()] if args.last else [store.delete(e) for e in args.episodes]
+    for episode_id in targets:
+        print(f"deleted {episode_id}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .view import plot_episode, render_video
+
+    store = _open(args.store)
+    ids = [normalize(e) for e in args.episodes] if args.episodes else store.episode_ids()
+    if not ids:
+        raise StoreError(f"{store.path} has no episodes to view")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for episode_id in ids:
+        episode = store.episode(episode_id)
+        video = render_video(
+            episode,
+            args.out / f"{episode_id}.{args.format}",
+            height=args.height,
+            fps=args.fps,
+            progress=True,
+        )
+        plot = plot_episode(episode, args.out / f"{episode_id}_plot.png")
+        print(f"{episode_id}: {video} {plot}")
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from .store import EpisodeStore
+
+    sizes = tuple(args.policy_size) if args.policy_size else StoreSettings().policy_image_sizes
+    store = EpisodeStore.create(
+        args.store,
+        StoreSettings(
+            image_codec=args.image_codec, policy_image_sizes=sizes, description=args.description
+        ),
+    )
+    print(f"created {store.path} (image codec {args.image_codec}, policy sizes {list(sizes)})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .rosbag_import import import_rosbag
+    from .store import EpisodeStore
+
+    topics = {}
+    for item in args.topic:
+        topic, _, stream = item.partition("=")
+        if not topic or not stream:
+            raise StoreError(f"--topic must look like /some/topic=stream_name, got {item!r}")
+        topics[topic] = stream
+    store = EpisodeStore.open_or_create(args.store)
+    for bag in args.bags:
+        result = import_rosbag(
+            bag, store, topics, task=args.task, stamp_source=args.stamps, progress=True
+        )
+        print(result.message)
+        for problem in result.problems:
+            print(f"  problem: {problem}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_collection.cli",
+        description="Inspect, check, repair and view df-stack episode stores (zarr v3).",
+        epilog=(
+            "Exit status: 0 ok, 1 store not valid, 2 error. Every command takes the store "
+            "path first."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="summary of the store, or details of one episode")
+    info.add_argument("store", type=Path)
+    info.add_argument("episode", nargs="?", help="episode id (ep_000003 or 3)")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_info)
+
+    validate = sub.add_parser("validate", help="check every episode against its commit checksums")
+    validate.add_argument("store", type=Path)
+    validate.add_argument(
+        "--quick", action="store_true", help="structure and timestamps only, no checksums"
+    )
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(func=cmd_validate)
+
+    repair = sub.add_parser(
+        "repair",
+        help="recover or remove an episode interrupted by a crash; finish interrupted deletions",
+        description=(
+            "Finish or undo what an interrupted recorder left. A partial episode with data is "
+            "committed as 'recovered' (marked incomplete) unless --remove-partial; says what it "
+            "did per episode. Committed episodes are never modified."
+        ),
+    )
+    repair.add_argument("store", type=Path)
+    repair.add_argument(
+        "--remove-partial",
+        action="store_true",
+        help="remove partial episodes instead of recovering",
+    )
+    repair.add_argument("--json", action="store_true")
+    repair.set_defaults(func=cmd_repair)
+
+    delete = sub.add_parser(
+        "delete", help="delete episodes by id, or the last one (to re-record it)"
+    )
+    delete.add_argument("store", type=Path)
+    delete.add_argument("episodes", nargs="*", help="episode ids (ep_000003 or 3)")
+    delete.add_argument("--last", action="store_true", help="delete the newest episode")
+    delete.set_defaults(func=cmd_delete)
+
+    view = sub.add_parser(
+        "view", help="a video (cameras side by side) and an action/state plot per episode"
+    )
+    view.add_argument("store", type=Path)
+    view.add_argument("episodes", nargs="*", help="episode ids (default: all)")
+    view.add_argument(
+        "--out",
+        type=Path,
+        default=Path("episode_views"),
+        help="output folder (default episode_views)",
+    )
+    view.add_argument("--format", choices=("mp4", "gif"), default="mp4")
+    view.add_argument(
+        "--height", type=int, default=240, help="height of each camera panel in pixels"
+    )
+    view.add_argument(
+        "--fps", type=float, default=None, help="playback rate (default: the camera rate)"
+    )
+    view.set_defaults(func=cmd_view)
+
+    create = sub.add_parser("create", help="create an empty store")
+    create.add_argument("store", type=Path)
+    create.add_argument("--image-codec", choices=IMAGE_CODECS, default="zstd")
+    create.add_argument(
+        "--policy-size",
+        type=_size,
+        action="append",
+        help=(
+            "policy-resolution copy written per camera, e.g. 64x64 (repeatable; default "
+            "64x64 and 32x32)"
+        ),
+    )
+    create.add_argument("--description", default="")
+    create.set_defaults(func=cmd_create)
+
+    importer = sub.add_parser(
+        "import-rosbag", help="import rosbag2 recordings (mcap or sqlite3), one episode per bag"
+    )
+    importer.add_argument("store", type=Path, help="store (created if missing)")
+    importer.add_argument("bags", type=Path, nargs="+", help="rosbag2 directories")
+    importer.add_argument(
+        "--topic",
+        action="append",
+        required=True,
+        metavar="TOPIC=STREAM",
+        help="map a topic to a stream, e.g. /camera/front/color/image_raw=front (repeatable)",
+    )
+    importer.add_argument("--task", default="")
+    importer.add_argument(
+        "--stamps",
+        choices=("header", "receive"),
+        default="header",
+        help="sample time: message header stamp (default) or bag receive time",
+    )
+    importer.set_defaults(func=cmd_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (StoreError, ValueError, KeyError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

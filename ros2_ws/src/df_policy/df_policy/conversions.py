@@ -1,0 +1,177 @@
+"""Message <-> numpy conversion shared by the df_policy nodes.
+
+Images: sensor_msgs/Image in rgb8, bgr8 or mono8 (row padding via `step` honoured) to
+and from HxWx3 (or HxW) uint8 arrays. cv_bridge is not needed: these few encodings are
+what RealSense and the simulator publish, and this code is tested on its own.
+Poses: geometry_msgs/PoseStamped <-> position (3,) and quaternion (x, y, z, w).
+Joint states: sensor_msgs/JointState <-> arrays ordered by a given list of joint names.
+Times: builtin_interfaces/Time <-> float seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image, JointState
+
+SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "mono8")
+
+
+class ConversionError(ValueError):
+    """A message cannot be converted; the message says which field is wrong."""
+
+
+def seconds_to_time(seconds: float) -> Time:
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConversionError(f"stamp must be finite and non-negative (s), got {seconds}")
+    nanoseconds = round(seconds * 1e9)
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def time_to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+# ------------------------------------------------------------------------- images
+
+
+def image_to_msg(image: np.ndarray, stamp_s: float, frame_id: str = "", encoding: str = "rgb8") -> Image:
+    """HxWx3 uint8 RGB (or HxW mono) array -> sensor_msgs/Image in `encoding`."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ConversionError(f"image must be uint8, got {array.dtype}")
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise ConversionError(f"encoding {encoding!r} unsupported; use {SUPPORTED_ENCODINGS}")
+    if encoding == "mono8":
+        if array.ndim == 3:
+            array = rgb_to_mono(array)
+        if array.ndim != 2:
+            raise ConversionError(f"mono8 image must be HxW, got shape {array.shape}")
+        channels = 1
+    else:
+        if array.ndim != 3 or array.shape[2] != 3:
+            raise ConversionError(f"{encoding} image must be HxWx3, got shape {array.shape}")
+        if encoding == "bgr8":
+            array = array[:, :, ::-1]
+        channels = 3
+    array = np.ascontiguousarray(array)
+    msg = Image()
+    msg.header.stamp = seconds_to_time(stamp_s)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * channels
+    msg.data = array.tobytes()
+    return msg
+
+
+def msg_to_image(msg: Image, output: str = "rgb8") -> np.ndarray:
+    """sensor_msgs/Image -> uint8 array: HxWx3 RGB for output='rgb8', HxW for 'mono8'."""
+    if msg.encoding not in SUPPORTED_ENCODINGS:
+        raise ConversionError(f"image encoding {msg.encoding!r} unsupported; expected one of {SUPPORTED_ENCODINGS}")
+    if output not in ("rgb8", "mono8"):
+        raise ConversionError(f"output must be 'rgb8' or 'mono8', got {output!r}")
+    channels = 1 if msg.encoding == "mono8" else 3
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if step < width * channels:
+        raise ConversionError(f"image step {step} is below width*channels = {width * channels}")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size != step * height:
+        raise ConversionError(
+            f"image data has {data.size} bytes, expected step*height = {step}*{height} = {step * height}"
+        )
+    rows = data.reshape(height, step)[:, : width * channels]
+    if channels == 1:
+        mono = rows.reshape(height, width)
+        return mono.copy() if output == "mono8" else np.repeat(mono[:, :, None], 3, axis=2)
+    pixels = rows.reshape(height, width, 3)
+    if msg.encoding == "bgr8":
+        pixels = pixels[:, :, ::-1]
+    rgb = np.ascontiguousarray(pixels)
+    return rgb_to_mono(rgb) if output == "mono8" else rgb
+
+
+def rgb_to_mono(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma, rounded, as uint8."""
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.clip(np.rint(rgb.astype(np.float32) @ weights), 0, 255).astype(np.uint8)
+
+
+# -------------------------------------------------------------------------- poses
+
+
+def pose_to_msg(position: Sequence[float], quat_xyzw: Sequence[float], stamp_s: float, frame_id: str) -> PoseStamped:
+    p = np.asarray(position, dtype=np.float64)
+    q = np.asarray(quat_xyzw, dtype=np.float64)
+    if p.shape != (3,) or q.shape != (4,):
+        raise ConversionError(f"pose needs position (3,), quaternion (4,); got {p.shape}, {q.shape}")
+    msg = PoseStamped()
+    msg.header.stamp = seconds_to_time(stamp_s)
+    msg.header.frame_id = frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in p)
+    o = msg.pose.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in q)
+    return msg
+
+
+def msg_to_pose(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
+    """PoseStamped -> (position (3,), unit quaternion (x, y, z, w)). Raises
+    ConversionError naming the field for NaN/inf values or a zero quaternion."""
+    p = msg.pose.position
+    o = msg.pose.orientation
+    position = np.array([p.x, p.y, p.z], dtype=np.float64)
+    quat = np.array([o.x, o.y, o.z, o.w], dtype=np.float64)
+    for name, value in zip(("x", "y", "z"), position, strict=True):
+        if not math.isfinite(value):
+            raise ConversionError(f"pose.position.{name} is {value}")
+    for name, value in zip(("x", "y", "z", "w"), quat, strict=True):
+        if not math.isfinite(value):
+            raise ConversionError(f"pose.orientation.{name} is {value}")
+    norm = float(np.linalg.norm(quat))
+    if norm < 1e-6:
+        raise ConversionError("pose.orientation is a zero quaternion")
+    return position, quat / norm
+
+
+# --------------------------------------------------------------------- joint states
+
+
+def joint_state_to_msg(
+    names: Sequence[str],
+    positions: Sequence[float],
+    stamp_s: float,
+    velocities: Sequence[float] | None = None,
+    efforts: Sequence[float] | None = None,
+) -> JointState:
+    if len(names) != len(positions):
+        raise ConversionError(f"{len(names)} joint names but {len(positions)} positions")
+    msg = JointState()
+    msg.header.stamp = seconds_to_time(stamp_s)
+    msg.name = list(names)
+    msg.position = [float(v) for v in positions]
+    if velocities is not None:
+        if len(velocities) != len(names):
+            raise ConversionError(f"{len(names)} joint names but {len(velocities)} velocities")
+        msg.velocity = [float(v) for v in velocities]
+    if efforts is not None:
+        if len(efforts) != len(names):
+            raise ConversionError(f"{len(names)} joint names but {len(efforts)} efforts")
+        msg.effort = [float(v) for v in efforts]
+    return msg
+
+
+def msg_to_joint_positions(msg: JointState, names: Sequence[str]) -> np.ndarray:
+    """Positions of `names`, in that order, from a JointState whose joints may come in any
+    order (or include others). Raises ConversionError listing the missing joints."""
+    if len(msg.position) != len(msg.name):
+        raise ConversionError(f"JointState has {len(msg.name)} names but {len(msg.position)} positions")
+    index = {name: i for i, name in enumerate(msg.name)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ConversionError(f"JointState lacks joints {missing}; it has {list(msg.name)}")
+    return np.array([msg.position[index[n]] for n in names], dtype=np.float64)

@@ -1,0 +1,38 @@
+"""Start the simulated FR3 swap-fruit robot with the parameters in config/sim_robot.yaml.
+
+ros2 launch df_policy sim_robot.launch.py real_time_factor:=2.0 seed:=7
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+
+def generate_launch_description() -> LaunchDescription:
+    config = os.path.join(get_package_share_directory("df_policy"), "config", "sim_robot.yaml")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("real_time_factor", default_value="1.0"),
+            DeclareLaunchArgument("seed", default_value="0"),
+            DeclareLaunchArgument("fault_plan_file", default_value=""),
+            Node(
+                package="df_policy",
+                executable="sim_robot_node",
+                name="sim_robot",
+                output="screen",
+                parameters=[
+                    config,
+                    {
+                        "real_time_factor": LaunchConfiguration("real_time_factor"),
+                        "seed": LaunchConfiguration("seed"),
+                        "fault_plan_file": LaunchConfiguration("fault_plan_file"),
+                    },
+                ],
+            ),
+        ]
+    )

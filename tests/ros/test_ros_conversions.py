@@ -1,0 +1,98 @@
+"""Message conversion (no DDS): images, poses, joint states, stamps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sensor_msgs")
+
+from df_policy.conversions import (
+    ConversionError,
+    image_to_msg,
+    joint_state_to_msg,
+    msg_to_image,
+    msg_to_joint_positions,
+    msg_to_pose,
+    pose_to_msg,
+    rgb_to_mono,
+    seconds_to_time,
+    time_to_seconds,
+)
+
+
+@pytest.fixture
+def rgb() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8"])
+def test_colour_images_round_trip(rgb: np.ndarray, encoding: str) -> None:
+    msg = image_to_msg(rgb, 12.5, "front_color_optical_frame", encoding=encoding)
+    assert (msg.height, msg.width, msg.step, msg.encoding) == (6, 5, 15, encoding)
+    assert time_to_seconds(msg.header.stamp) == pytest.approx(12.5)
+    np.testing.assert_array_equal(msg_to_image(msg), rgb)
+
+
+def test_bgr_bytes_are_swapped(rgb: np.ndarray) -> None:
+    msg = image_to_msg(rgb, 0.0, encoding="bgr8")
+    first_pixel = bytes(msg.data[:3])
+    assert first_pixel == bytes(rgb[0, 0, ::-1].tolist())
+
+
+def test_mono_images_and_row_padding(rgb: np.ndarray) -> None:
+    msg = image_to_msg(rgb, 0.0, encoding="mono8")
+    np.testing.assert_array_equal(msg_to_image(msg, output="mono8"), rgb_to_mono(rgb))
+    assert msg_to_image(msg).shape == (6, 5, 3)
+    # A driver may pad rows: step > width * channels.
+    padded = image_to_msg(rgb, 0.0)
+    rows = np.frombuffer(bytes(padded.data), np.uint8).reshape(6, 15)
+    padded.step = 16
+    padded.data = np.concatenate([rows, np.zeros((6, 1), np.uint8)], axis=1).tobytes()
+    np.testing.assert_array_equal(msg_to_image(padded), rgb)
+
+
+def test_bad_images_raise(rgb: np.ndarray) -> None:
+    msg = image_to_msg(rgb, 0.0)
+    msg.encoding = "16UC1"
+    with pytest.raises(ConversionError, match="16UC1"):
+        msg_to_image(msg)
+    msg = image_to_msg(rgb, 0.0)
+    msg.height = 7
+    with pytest.raises(ConversionError, match="bytes"):
+        msg_to_image(msg)
+    with pytest.raises(ConversionError, match="uint8"):
+        image_to_msg(rgb.astype(np.float32), 0.0)
+
+
+def test_pose_round_trip_and_checks() -> None:
+    msg = pose_to_msg([0.1, -0.2, 0.3], [0.0, 0.0, 0.0, 2.0], 1.25, "fr3_link0")
+    position, quat = msg_to_pose(msg)
+    np.testing.assert_allclose(position, [0.1, -0.2, 0.3])
+    np.testing.assert_allclose(quat, [0, 0, 0, 1])  # normalised
+    assert msg.header.frame_id == "fr3_link0"
+    msg.pose.position.y = math.nan
+    with pytest.raises(ConversionError, match=r"position\.y is nan"):
+        msg_to_pose(msg)
+    zero = pose_to_msg([0, 0, 0], [0, 0, 0, 0], 0.0, "")
+    with pytest.raises(ConversionError, match="zero quaternion"):
+        msg_to_pose(zero)
+
+
+def test_joint_states_reorder_and_report_missing() -> None:
+    msg = joint_state_to_msg(["b", "a", "c"], [2.0, 1.0, 3.0], 3.0, velocities=[0.2, 0.1, 0.3])
+    np.testing.assert_array_equal(msg_to_joint_positions(msg, ["a", "b"]), [1.0, 2.0])
+    with pytest.raises(ConversionError, match=r"lacks joints \['d'\]"):
+        msg_to_joint_positions(msg, ["a", "d"])
+    with pytest.raises(ConversionError, match="velocities"):
+        joint_state_to_msg(["a"], [1.0], 0.0, velocities=[1.0, 2.0])
+
+
+def test_stamps() -> None:
+    stamp = seconds_to_time(1.5)
+    assert (stamp.sec, stamp.nanosec) == (1, 500_000_000)
+    with pytest.raises(ConversionError):
+        seconds_to_time(math.nan)
