@@ -8,7 +8,7 @@ NETNS := scripts/in_netns.sh
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv test test-fast lint demo bench bench-latency bench-sim bench-crash bench-recorder clean
+.PHONY: help venv test test-fast lint demo bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -51,7 +51,13 @@ bench-crash: $(STAMP)  ## SIGKILL a recording process at random instants; commit
 bench-recorder: $(STAMP)  ## two 640x480 cameras at 30 Hz + 1 kHz state for 60 s through the recorder
 	$(PY) -m benchmarks.bench_recorder
 
-bench: bench-latency bench-sim bench-crash bench-recorder  ## every benchmark
+bench-train: $(STAMP)  ## training tokens/s on this CPU and the reader's speed against the trainer's demand
+	$(PY) -m benchmarks.bench_train
+
+bench-e2e: $(STAMP)  ## image stamp to command publish latency through the ROS nodes (network namespace)
+	$(NETNS) $(PY) -m benchmarks.bench_e2e
+
+bench: bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e  ## every benchmark
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 """df-stack: data_collection — the crash-proof zarr episode store, the recorder core, the
 training read path, rosbag2 import and the dataset tools (`python -m data_collection.cli`).
 
-Names are imported lazily so that `import data_collection.imaging` (numpy only; the
+Names are imported lazily so that `import data_collection.schema` (numpy only; the
 policy node resizes live frames with it) never pulls in zarr, which needs Python 3.11.
 
 Main entry points:

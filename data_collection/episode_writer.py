@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .imaging import resize_area_many
+from policy.imaging import resize_area_many
+
 from .schema import (
     SCHEMA_NAME,
     SCHEMA_VERSION,

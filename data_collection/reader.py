@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from policy.imaging import resize_area, to_channels
 from policy.spec import PolicySpec
 
-from .imaging import resize_area, to_channels
 from .mapping import FeatureMapping
 from .store import Episode, EpisodeStore
 

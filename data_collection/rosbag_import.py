@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .imaging import decode_ros_image
+from policy.imaging import decode_ros_image
+
 from .recorder import CommitResult, Recorder, RecorderConfig
 from .schema import IMAGE, VECTOR, StoreError, StreamSpec
 from .store import EpisodeStore

@@ -2,7 +2,7 @@
 small file-system primitives (atomic JSON writes, episode ids) the store is built on.
 
 numpy only (zarr is imported lazily where a codec object is needed), so that
-`data_collection.schema` and `data_collection.imaging` stay importable on the
+`data_collection.schema` and `policy.imaging` stay importable on the
 policy node's Python 3.10 / NumPy 1.21 path.
 """
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .imaging import resize_area
+from policy.imaging import resize_area
+
 from .store import Episode
 
 

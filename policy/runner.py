@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from policy.imaging import resize_area, to_channels
 from policy.model import DFPolicyModel
 from policy.normalizer import Normalizer, images_to_unit_range, unit_range_to_images
 from policy.schedules import ScheduleKind, next_row_targets, scheduling_matrix
@@ -179,20 +179,17 @@ class PolicyRunner:
         return levels
 
     def _prepare_frame(self, name: str, frame: np.ndarray) -> torch.Tensor:
+        """Resize and convert exactly as the training data was (policy.imaging)."""
         camera = next(c for c in self.spec.cameras if c.name == name)
         array = np.asarray(frame)
         if array.ndim == 2:
             array = array[:, :, None]
-        if array.ndim != 3 or array.shape[2] not in (1, 3):
-            raise ValueError(f"camera {name!r}: expected an HxWx1 or HxWx3 uint8 image, got shape {array.shape}")
-        if array.shape[2] != camera.channels:
-            array = (
-                np.repeat(array, 3, axis=2) if camera.channels == 3 else array.mean(2, keepdims=True).astype(np.uint8)
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (1, 3):
+            raise ValueError(
+                f"camera {name!r}: expected an HxWx1 or HxWx3 uint8 image, got shape {array.shape} {array.dtype}"
             )
-        image = images_to_unit_range(np.ascontiguousarray(array))[None]
-        if image.shape[-2:] != (camera.height, camera.width):
-            image = F.interpolate(image, size=(camera.height, camera.width), mode="area")
-        return image[0]
+        array = to_channels(resize_area(array, camera.height, camera.width), camera.channels)
+        return images_to_unit_range(np.ascontiguousarray(array))
 
     def _observed_token(self, observation: Observation, levels: dict[str, int]) -> torch.Tensor:
         spec = self.spec

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_collection.imaging import resize_area
 from data_collection.reader import TokenWindowDataset, align_episode, nearest_earlier
+from policy.imaging import resize_area
 from policy.spec import CameraSpec, PolicySpec, franka_ee_action_spec, swap_fruit_spec
 
 from .helpers import FakeClock, feed, make_recorder, make_store

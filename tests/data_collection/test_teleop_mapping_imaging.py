@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_collection.imaging import decode_ros_image, resize_area, resize_area_many, to_channels
 from data_collection.mapping import FeatureMapping, pose_to_vector, vector_to_pose
 from data_collection.teleop import TeleopIntegrator, TeleopLimits
 from policy.geometry import quat_to_matrix, rotation_angle_between
+from policy.imaging import decode_ros_image, resize_area, resize_area_many, to_channels
 from policy.spec import swap_fruit_spec
 
 HOME = np.array([0.5, 0.0, 0.4, 0.0, 0.0, 0.0, 1.0])
