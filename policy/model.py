@@ -17,6 +17,7 @@ denoiser must see its noisy input.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -211,6 +212,19 @@ class DFPolicyModel(nn.Module):
 
     def fuse_token(self, observation_parts: list[torch.Tensor], action_part: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat([*observation_parts, action_part], dim=-1))
+
+    def fuser_for_fixed_observation(
+        self, observation_parts: list[torch.Tensor]
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """fuse_token for many tokens that share their observation parts (a tick's
+        future tokens are all "not observed yet"): the fuse layer's linear map splits
+        into a constant for the observation and a small product for the action."""
+        linear, norm, activation = self.fuse
+        observation = torch.cat(observation_parts, dim=-1)
+        width = observation.shape[-1]
+        constant = F.linear(observation, linear.weight[:, :width], linear.bias)
+        action_weight = linear.weight[:, width:]
+        return lambda action_part: activation(norm(constant + F.linear(action_part, action_weight)))
 
     def embed_token(
         self,

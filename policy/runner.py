@@ -17,7 +17,7 @@ token from where the previous tick left it down to clean.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,7 +101,7 @@ class PolicyRunner:
         # take a delivered frame as truth: that is the baseline's defining weakness.
         self.trusts_every_frame = model.config.context == "teacher_forcing"
         self._generator = torch.Generator(device="cpu")
-        self._unknown_observation: list[torch.Tensor] | None = None
+        self._fuser: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._level_parts: dict[int, torch.Tensor] = {}
         self.reset()
 
@@ -250,19 +250,20 @@ class PolicyRunner:
         levels = np.concatenate([self._future_levels[1:], [self.K]]).astype(np.int64)
         return future, levels
 
-    def _unknown_observation_parts(self) -> list[torch.Tensor]:
-        """Embedding of "no observation yet" for future tokens: every gate is zero,
-        so it does not depend on frame content and is computed once."""
-        if self._unknown_observation is None:
-            spec = self.spec
-            cam = spec.cameras[0]
-            self._unknown_observation = self.model.observation_parts(
+    def _future_fuser(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Token embedding for future tokens, whose observation is "not seen yet": every
+        gate is zero, so that part does not depend on any frame and is computed once.
+        (Derived quantities are cached: build a new runner after changing weights.)"""
+        if self._fuser is None:
+            spec, cam = self.spec, self.spec.cameras[0]
+            unknown_observation = self.model.observation_parts(
                 torch.zeros(1, len(spec.cameras), cam.channels, cam.height, cam.width, device=self.device),
                 torch.full((1, len(spec.cameras)), self.K, device=self.device),
                 torch.zeros(1, spec.proprio_dim, device=self.device),
                 torch.full((1,), self.K, device=self.device),
             )
-        return self._unknown_observation
+            self._fuser = self.model.fuser_for_fixed_observation(unknown_observation)
+        return self._fuser
 
     def _action_level_part(self, level: int) -> torch.Tensor:
         """Level embeddings are fixed once the model is loaded; a tick reuses them."""
@@ -277,7 +278,7 @@ class PolicyRunner:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One pass along the horizon: x0 estimates (H, A*d) and, when asked, the
         nearest token's predicted frames (the model's guess of the next observation)."""
-        observation_parts = self._unknown_observation_parts()
+        fuse = self._future_fuser()
         latent = self._latent
         estimates = []
         first_frames = None
@@ -286,7 +287,7 @@ class PolicyRunner:
             level = int(levels[h])
             noisy = future[h : h + 1].to(self.device)
             action = self.model.action_part(noisy, level_part=self._action_level_part(level))
-            latent = self.model.transition(latent, self.model.fuse_token(observation_parts, action))
+            latent = self.model.transition(latent, fuse(action))
             output = self.model.action_head(latent)
             estimate = self.model.schedule.to_x0(kind, output, noisy, torch.tensor([level]))
             estimates.append(estimate.clamp(-1.0, 1.0))

@@ -110,3 +110,16 @@ def test_model_config_rejects_unknown_variants_by_name():
         ModelConfig(memory="lstm")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({"latent_dims": 3})
+
+
+def test_fixed_observation_fuser_equals_the_full_fuse():
+    torch.manual_seed(0)
+    model = DFPolicyModel(SPEC, ModelConfig(**SMALL)).eval()
+    K = model.config.num_levels
+    with torch.no_grad():
+        parts = model.observation_parts(
+            torch.zeros(1, 2, 3, 32, 32), torch.full((1, 2), K), torch.zeros(1, 10), torch.full((1,), K)
+        )
+        action = model.action_part(torch.randn(5, 40), torch.randint(0, K, (5,)))
+        expected = model.fuse_token([p.expand(5, -1) for p in parts], action)
+        assert torch.allclose(model.fuser_for_fixed_observation(parts)(action), expected, atol=1e-5)
