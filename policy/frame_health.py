@@ -1,7 +1,8 @@
 """Frame health: how far a camera frame can be trusted, as a noise level k.
 
 Cheap checks run on every frame: missing, decode error, stale timestamp,
-black or saturated, frozen (identical to the previous frame), heavy blur, and
+black or saturated, frozen (identical to the previous frame), heavy blur or heavy
+pixel noise (sharpness far below or above the camera's own recent frames), and
 optionally surprise against the model's own predicted frame. A frame judged
 unusable gets k = K and enters the policy as pure noise, so the latent carries
 on from its prior; a doubtful one gets an intermediate level.
@@ -27,6 +28,7 @@ class FrameIssue(str, enum.Enum):
     SATURATED = "saturated"
     FROZEN = "frozen"
     BLURRED = "blurred"
+    NOISY = "noisy"
     SURPRISE = "surprise"
 
 
@@ -40,6 +42,8 @@ class HealthConfig:
     frozen_max_mean_abs_diff: float = 0.0  # 0: bit-identical repeats only
     blur_min_relative_sharpness: float = 0.35
     blurred_level_fraction: float = 0.6
+    noise_min_relative_sharpness: float = 2.5  # pixel noise inflates the Laplacian
+    noisy_level_fraction: float = 0.6
     sharpness_baseline_frames: int = 10  # healthy frames before blur is judged
     surprise_low: float = 0.02  # mean squared error in [-1, 1] units at the predicted size
     surprise_high: float = 0.10
@@ -177,6 +181,9 @@ class CameraHealthMonitor:
             if relative < cfg.blur_min_relative_sharpness:
                 issues.append(FrameIssue.BLURRED)
                 level = max(level, round(K * cfg.blurred_level_fraction))
+            elif relative > cfg.noise_min_relative_sharpness:
+                issues.append(FrameIssue.NOISY)
+                level = max(level, round(K * cfg.noisy_level_fraction))
 
         if predicted is not None:
             error = surprise(frame, predicted)

@@ -80,8 +80,14 @@ class EnvConfig:
     workspace: Workspace = field(default_factory=Workspace)
     clip_targets: bool = False  # False: a target outside the workspace raises ValueError
     fault_plan: FaultPlan | None = None  # default plan for every episode
+    # Grey-level std of each pixel's sensor noise. A real camera never delivers two
+    # identical frames; a renderer does whenever the scene is still, which frame health
+    # would rightly call a frozen camera. Seeded by (episode, camera, time): deterministic.
+    sensor_noise_sigma: float = 2.0
 
     def __post_init__(self) -> None:
+        if self.sensor_noise_sigma < 0:
+            raise ValueError(f"sensor_noise_sigma must be >= 0, got {self.sensor_noise_sigma}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8 px, got {self.image_size}")
         unknown = [c for c in self.cameras if c not in CAMERAS]
@@ -463,7 +469,7 @@ class SwapFruitEnv:
         )
 
     def render(self, camera: str) -> np.ndarray:
-        """The clean image of `camera` now (HxWx3 uint8), without faults."""
+        """The image of `camera` now (HxWx3 uint8) with sensor noise, without faults."""
         if camera not in CAMERAS:
             raise ValueError(f"unknown camera {camera!r}; the scene has {list(CAMERAS)}")
         if self._renderer is not None and self._renderer_thread != threading.get_ident():
@@ -485,7 +491,14 @@ class SwapFruitEnv:
             ):
                 flags[flag] = 0
         self._renderer.update_scene(self.data, camera)
-        return self._renderer.render()
+        image = self._renderer.render()
+        sigma = self.config.sensor_noise_sigma
+        if sigma > 0:
+            seed = self._info.seed if self._info is not None else 0
+            rng = np.random.default_rng([seed, CAMERAS.index(camera), round(self.time * 1000)])
+            noise = rng.standard_normal(image.shape, dtype=np.float32) * sigma
+            image = np.clip(image + noise, 0, 255).astype(np.uint8)
+        return image
 
     def camera_frames(self) -> dict[str, InjectedFrame]:
         """Render every configured camera now and pass the frames through the fault

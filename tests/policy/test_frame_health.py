@@ -90,3 +90,10 @@ def test_surprise_against_the_predicted_frame_raises_the_level(warmed):
     other[:, :32] = (20, 200, 20)  # half the view changed: a hand or a distractor
     health = monitor.assess(other, 5.1, 5.12, predicted=small)
     assert FrameIssue.SURPRISE in health.issues and health.level > 0
+
+
+def test_heavy_pixel_noise_is_flagged(warmed):
+    monitor, rng = warmed
+    noisy = np.clip(scene(rng).astype(int) + rng.normal(0, 60, (64, 64, 3)), 0, 255).astype(np.uint8)
+    health = monitor.assess(noisy, 5.0, 5.02)
+    assert FrameIssue.NOISY in health.issues and 0 < health.level < K
