@@ -12,6 +12,10 @@ heads for each of the `horizon` future tokens. Nothing grows with the episode.
 With `carry=True` the partly denoised future tokens are kept between ticks
 (rolling pyramid), so a tick only pays for the rows that take the nearest
 token from where the previous tick left it down to clean.
+
+Run it with one intra-op thread (`torch.set_num_threads(1)`): at batch size 1 the
+operations are too small to split, and a second thread only adds OpenMP barriers
+that stall whenever another process takes a core (see `make bench-latency`).
 """
 
 from __future__ import annotations
