@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help=(
             "policy-resolution copy written per camera, e.g. 64x64 (repeatable; default "
-            "64x64 and 32x32)"
+            "64x64, 48x48 and 32x32)"
         ),
     )
     create.add_argument("--description", default="")

@@ -212,7 +212,7 @@ class StoreSettings:
     image_codec: str = "zstd"
     # Downsampled copies written next to every camera while recording, so the training
     # reader never decodes full-resolution frames (64x64 read: ~12 KB vs 900 KB decoded).
-    policy_image_sizes: tuple[tuple[int, int], ...] = ((64, 64), (32, 32))
+    policy_image_sizes: tuple[tuple[int, int], ...] = ((64, 64), (48, 48), (32, 32))
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -77,9 +77,7 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot convert {image.shape[-1]}-channel images to {channels} channels")
 
 
-def resize_area_many(
-    image: np.ndarray, sizes: tuple[tuple[int, int], ...]
-) -> dict[tuple[int, int], np.ndarray]:
+def resize_area_many(image: np.ndarray, sizes: tuple[tuple[int, int], ...]) -> dict[tuple[int, int], np.ndarray]:
     """Several area-resized copies of one (H, W, C) frame. A smaller size that divides a
     larger one is block-averaged from the larger copy's unrounded values (identical to
     resizing the full frame, since the cell boundaries coincide), which halves the cost
@@ -117,23 +115,14 @@ _ROS_ENCODINGS: dict[str, tuple[int, tuple[int, ...] | None]] = {
 }
 
 
-def decode_ros_image(
-    encoding: str, height: int, width: int, step: int, data: bytes | np.ndarray
-) -> np.ndarray:
+def decode_ros_image(encoding: str, height: int, width: int, step: int, data: bytes | np.ndarray) -> np.ndarray:
     """A sensor_msgs/Image payload as an (H, W, 3) RGB or (H, W, 1) mono uint8 array
     (row padding removed, BGR and alpha handled). Raises ValueError naming the encoding
     or the size when the payload cannot be an image of that kind."""
     if encoding not in _ROS_ENCODINGS:
-        raise ValueError(
-            f"image encoding {encoding!r} is not supported; expected one of "
-            f"{sorted(_ROS_ENCODINGS)}"
-        )
+        raise ValueError(f"image encoding {encoding!r} is not supported; expected one of {sorted(_ROS_ENCODINGS)}")
     channels, order = _ROS_ENCODINGS[encoding]
-    buffer = (
-        np.frombuffer(data, dtype=np.uint8)
-        if not isinstance(data, np.ndarray)
-        else data.reshape(-1)
-    )
+    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
     if step < width * channels or buffer.size < step * height:
         raise ValueError(
             f"{encoding} image {width}x{height}: {buffer.size} bytes with step {step}, "

@@ -40,12 +40,24 @@ class ObjectiveConfig:
     burst_min_tokens: int = 2
     burst_max_tokens: int = 8
     clean_first_prob: float = 0.5
+    # A token whose observations are all unknown (every camera and the proprioception
+    # at K): what the runner's future tokens are at run time, where the actions must
+    # come from the latent alone. Without it, a token's own observation (taken after
+    # its actions were executed) gives the actions away in training. 0.5 keeps the
+    # synthetic memory task at 100% (DF) while closing that gap for the robot.
+    future_token_prob: float = 0.5
     action_loss_weight: float = 1.0
     proprio_loss_weight: float = 0.5
     frame_loss_weight: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("observation_clean_prob", "observation_unknown_prob", "burst_prob", "clean_first_prob"):
+        for name in (
+            "observation_clean_prob",
+            "observation_unknown_prob",
+            "burst_prob",
+            "clean_first_prob",
+            "future_token_prob",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
@@ -118,6 +130,11 @@ def sample_levels(
     frame_levels = observation_draw(B, T, N)
     proprio_levels = observation_draw(B, T)
     action_levels = uniform(B, T)
+
+    if config.future_token_prob > 0:
+        future = rand(B, T) < config.future_token_prob
+        frame_levels = torch.where(future[..., None], torch.full_like(frame_levels, K), frame_levels)
+        proprio_levels = torch.where(future, torch.full_like(proprio_levels, K), proprio_levels)
 
     if config.burst_prob > 0 and T > 1:
         # An occlusion: one camera (or all of them) unusable for consecutive tokens.

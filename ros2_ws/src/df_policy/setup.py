@@ -18,6 +18,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
     install_requires=["setuptools"],
+    extras_require={"test": ["pytest"]},  # colcon test runs pytest on test/ (flake8, pep257)
     zip_safe=True,
     maintainer="df-stack maintainers",
     maintainer_email="df-stack@example.com",
@@ -26,6 +27,8 @@ setup(
     entry_points={
         "console_scripts": [
             f"sim_robot_node = {PACKAGE}.sim_robot_node:main",
+            f"teleop_recorder_node = {PACKAGE}.teleop_recorder_node:main",
+            f"policy_node = {PACKAGE}.policy_node:main",
         ],
     },
 )

@@ -1,8 +1,9 @@
 """Message <-> numpy conversion shared by the df_policy nodes.
 
-Images: sensor_msgs/Image in rgb8, bgr8 or mono8 (row padding via `step` honoured) to
-and from HxWx3 (or HxW) uint8 arrays. cv_bridge is not needed: these few encodings are
-what RealSense and the simulator publish, and this code is tested on its own.
+Images: sensor_msgs/Image in rgb8, bgr8 or mono8 (row padding via `step` honoured; rgba8
+and bgra8 decode too) to and from HxWx3 (or HxW) uint8 arrays; CompressedImage (JPEG/PNG)
+to RGB. cv_bridge is not needed: these few encodings are what RealSense and the simulator
+publish. The byte layout is decoded in one place, policy.imaging.decode_ros_image.
 Poses: geometry_msgs/PoseStamped <-> position (3,) and quaternion (x, y, z, w).
 Joint states: sensor_msgs/JointState <-> arrays ordered by a given list of joint names.
 Times: builtin_interfaces/Time <-> float seconds.
@@ -10,13 +11,16 @@ Times: builtin_interfaces/Time <-> float seconds.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from policy.imaging import decode_ros_image, to_channels
 
 SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "mono8")
 
@@ -71,35 +75,74 @@ def image_to_msg(image: np.ndarray, stamp_s: float, frame_id: str = "", encoding
 
 
 def msg_to_image(msg: Image, output: str = "rgb8") -> np.ndarray:
-    """sensor_msgs/Image -> uint8 array: HxWx3 RGB for output='rgb8', HxW for 'mono8'."""
-    if msg.encoding not in SUPPORTED_ENCODINGS:
-        raise ConversionError(f"image encoding {msg.encoding!r} unsupported; expected one of {SUPPORTED_ENCODINGS}")
+    """sensor_msgs/Image -> uint8 array: HxWx3 RGB for output='rgb8', HxW for 'mono8'.
+
+    The byte layout (row padding, BGR, alpha) is decoded by policy.imaging.decode_ros_image,
+    the one implementation the recorder, the rosbag importer and the policy node share."""
     if output not in ("rgb8", "mono8"):
         raise ConversionError(f"output must be 'rgb8' or 'mono8', got {output!r}")
-    channels = 1 if msg.encoding == "mono8" else 3
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if step < width * channels:
-        raise ConversionError(f"image step {step} is below width*channels = {width * channels}")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size != step * height:
+    try:
+        pixels = decode_ros_image(msg.encoding, int(msg.height), int(msg.width), int(msg.step), bytes(msg.data))
+    except ValueError as error:
+        raise ConversionError(str(error)) from error
+    if output == "mono8":
+        return to_channels(pixels, 1)[:, :, 0].copy()
+    return to_channels(pixels, 3)
+
+
+def compressed_msg_to_image(msg: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG or PNG, as image_transport's `compressed` gives)
+    -> HxWx3 RGB uint8. Uses OpenCV where it is installed (it is with ROS), else Pillow.
+    Raises ConversionError when the payload does not decode."""
+    data = bytes(msg.data)
+    if not data:
+        raise ConversionError(f"compressed image (format {msg.format!r}) has no data")
+    try:
+        import cv2  # optional: present on ROS machines, not needed elsewhere
+
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise ConversionError(f"compressed image (format {msg.format!r}) does not decode")
+        return np.ascontiguousarray(decoded[:, :, ::-1])  # OpenCV decodes to BGR
+    except ImportError:
+        pass
+    try:
+        from PIL import Image as PilImage
+    except ImportError as error:
         raise ConversionError(
-            f"image data has {data.size} bytes, expected step*height = {step}*{height} = {step * height}"
-        )
-    rows = data.reshape(height, step)[:, : width * channels]
-    if channels == 1:
-        mono = rows.reshape(height, width)
-        return mono.copy() if output == "mono8" else np.repeat(mono[:, :, None], 3, axis=2)
-    pixels = rows.reshape(height, width, 3)
-    if msg.encoding == "bgr8":
-        pixels = pixels[:, :, ::-1]
-    rgb = np.ascontiguousarray(pixels)
-    return rgb_to_mono(rgb) if output == "mono8" else rgb
+            "decoding compressed images needs OpenCV (cv2) or Pillow; neither is installed"
+        ) from error
+    try:
+        with PilImage.open(io.BytesIO(data)) as picture:
+            return np.asarray(picture.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, ValueError) as error:
+        raise ConversionError(f"compressed image (format {msg.format!r}) does not decode: {error}") from error
+
+
+def image_to_compressed_msg(
+    image: np.ndarray, stamp_s: float, frame_id: str = "", fmt: str = "jpeg"
+) -> CompressedImage:
+    """HxWx3 RGB uint8 -> CompressedImage ('jpeg' or 'png'), as a camera driver sends it."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ConversionError(f"image must be HxWx3 uint8, got shape {array.shape} {array.dtype}")
+    if fmt not in ("jpeg", "png"):
+        raise ConversionError(f"format must be 'jpeg' or 'png', got {fmt!r}")
+    from PIL import Image as PilImage
+
+    buffer = io.BytesIO()
+    PilImage.fromarray(array).save(buffer, format="JPEG" if fmt == "jpeg" else "PNG")
+    msg = CompressedImage()
+    msg.header.stamp = seconds_to_time(stamp_s)
+    msg.header.frame_id = frame_id
+    msg.format = fmt
+    msg.data = buffer.getvalue()
+    return msg
 
 
 def rgb_to_mono(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma, rounded, as uint8."""
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.clip(np.rint(rgb.astype(np.float32) @ weights), 0, 255).astype(np.uint8)
+    """ITU-R BT.601 luma, rounded, as uint8 (HxWx3 -> HxW)."""
+    return to_channels(np.asarray(rgb, dtype=np.uint8), 1)[..., 0]
 
 
 # -------------------------------------------------------------------------- poses

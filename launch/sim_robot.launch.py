@@ -1,4 +1,4 @@
-"""Start the simulated FR3 swap-fruit robot with the parameters in config/sim_robot.yaml.
+"""Start the simulated FR3 swap-fruit robot alone, with config/sim_robot.yaml.
 
 ros2 launch df_policy sim_robot.launch.py real_time_factor:=2.0 seed:=7
 """
@@ -17,9 +17,11 @@ def generate_launch_description() -> LaunchDescription:
     config = os.path.join(get_package_share_directory("df_policy"), "config", "sim_robot.yaml")
     return LaunchDescription(
         [
-            DeclareLaunchArgument("real_time_factor", default_value="1.0"),
-            DeclareLaunchArgument("seed", default_value="0"),
-            DeclareLaunchArgument("fault_plan_file", default_value=""),
+            DeclareLaunchArgument("real_time_factor", default_value="1.0", description="1 = real time, 0 = unpaced"),
+            DeclareLaunchArgument("seed", default_value="0", description="seed of the first episode"),
+            DeclareLaunchArgument(
+                "fault_plan_file", default_value="", description="JSON fault plan (sim.faults); '' = none"
+            ),
             Node(
                 package="df_policy",
                 executable="sim_robot_node",

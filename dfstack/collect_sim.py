@@ -1,0 +1,609 @@
+"""`dfstack collect-sim`: scripted-expert demonstrations recorded through the real recorder.
+
+    python -m dfstack.cli collect-sim --store outputs/swap_fruit.zarr --episodes 100 --processes 2
+
+The simulated FR3 (`sim.hil.SimulatedRobot`) runs in-process, without ROS, and its samples
+go through `data_collection.Recorder` exactly as the ROS recorder node feeds them: the same
+streams (`fr3_stream_specs`), each sample stamped with the sim time at which the robot
+would publish it (cameras at the camera rate, end-effector pose and joint states at the
+state rate, gripper at its rate), the commanded target (= the expert's action label) at
+the moment it is sent, and a teleop stream holding the twist that would have produced
+the expert's target sequence. A store written here is read by the same code as a
+teleoperated one.
+
+Processes: with `--processes 1` one process simulates and records (samples are streamed
+into the recorder as they are produced). With P > 1, P worker processes simulate
+episodes (rendering dominates the cost) and hand each finished episode's samples to the
+parent, which is the store's single writer (the store's lock allows one) and records
+them in seed order, so the store is the same whatever P is.
+
+Stamps are sim time since the episode's reset (s); the episode metadata says so
+(`stamp_timebase`). A ROS session stamps with ROS time; the reader only uses differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Offscreen rendering and one llvmpipe thread per process (N processes use N cores);
+# both must be set before mujoco creates a GL context.
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("LP_NUM_THREADS", "1")
+
+TASK = "swap fruit"
+CAMERAS = ("front", "wrist")
+STAMP_TIMEBASE = "sim time since the episode reset (s)"
+
+# (stream, stamp_s, value) in the order a ROS subscriber would receive them.
+Sample = tuple[str, float, Any]
+Emit = Callable[[str, float, Any], None]
+
+
+@dataclass(frozen=True)
+class SimCollectionConfig:
+    """How episodes are simulated; the rates are what sim_robot_node publishes by default."""
+
+    image_size: int = 96
+    cameras: tuple[str, ...] = CAMERAS
+    camera_rate_hz: float = 10.0
+    state_rate_hz: float = 100.0
+    gripper_rate_hz: float = 15.0
+    max_steps: int = 300  # expert actions (0.1 s each) before an episode is cut off
+    extra_steps: int = 2  # actions holding the last target after the expert is done
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8 px, got {self.image_size}")
+        if self.max_steps < 1 or self.extra_steps < 0:
+            raise ValueError(
+                f"max_steps must be >= 1 and extra_steps >= 0, got {self.max_steps} and {self.extra_steps}"
+            )
+
+
+@dataclass
+class SimEpisodeResult:
+    """What one simulated episode was, besides its samples."""
+
+    seed: int
+    success: bool
+    steps: int
+    sim_time_s: float
+    failed_picks: int
+    info: dict[str, Any]
+    report: dict[str, Any]
+    initial_configuration: dict[str, Any]
+    # (steps, 10) the expert's action labels and (steps,) the sim time each was sent at.
+    labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 10)))
+    label_times: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    simulate_s: float = 0.0
+
+
+@dataclass
+class CollectSummary:
+    """The result of a collection (printed by the CLI, returned by `collect_sim`)."""
+
+    store: str
+    requested: int
+    committed: int
+    successes: int
+    marked: int
+    episode_ids: list[str]
+    seeds: list[int]
+    failed_seeds: list[int]
+    problems: dict[str, list[str]]
+    wall_s: float
+    episodes_per_s: float
+    sim_time_s: float
+    frames: int
+    samples: int
+    dropped: int
+    store_bytes: int
+    processes: int
+    image_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        lines = [
+            f"collect-sim: {self.committed}/{self.requested} episodes committed to {self.store} in "
+            f"{self.wall_s:.1f} s ({self.episodes_per_s:.2f} episodes/s, {self.processes} process(es), "
+            f"{self.image_size} px cameras)",
+            f"  expert success: {self.successes}/{self.committed}"
+            + (f" (failed seeds {self.failed_seeds})" if self.failed_seeds else ""),
+            f"  sim time {self.sim_time_s:.0f} s ({self.sim_time_s / max(self.wall_s, 1e-9):.1f}x real time), "
+            f"{self.frames} camera frames, {self.samples} samples, {self.dropped} dropped",
+            f"  store now {self.store_bytes / 1e6:.1f} MB on disk",
+            f"  marked episodes (recorder problems): {self.marked}",
+        ]
+        for episode_id, problems in self.problems.items():
+            lines += [f"    {episode_id}: {p}" for p in problems]
+        lines.append(f"  inspect: python -m data_collection.cli info {self.store}")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ simulation
+
+
+def _angular_velocity(previous: np.ndarray, current: np.ndarray, dt: float) -> np.ndarray:
+    """Base-frame angular velocity (rad/s) turning `previous` into `current` in dt: the
+    rotation vector of current @ previous.T (the twist TeleopIntegrator(frame="base")
+    integrates)."""
+    relative = current @ previous.T
+    cos = float(np.clip((np.trace(relative) - 1.0) / 2.0, -1.0, 1.0))
+    angle = math.acos(cos)
+    if angle < 1e-9:
+        return np.zeros(3)
+    axis = np.array([relative[2, 1] - relative[1, 2], relative[0, 2] - relative[2, 0], relative[1, 0] - relative[0, 1]])
+    norm = float(np.linalg.norm(axis))
+    if norm < 1e-12:  # angle near pi: the axis is the dominant column of R + I
+        column = np.argmax(np.diag(relative))
+        axis = relative[:, column] + np.eye(3)[:, column]
+        norm = float(np.linalg.norm(axis))
+    return axis / norm * angle / dt
+
+
+class _RobotRunner:
+    """One process's simulated robot (one OpenGL context, reused across episodes)."""
+
+    def __init__(self, config: SimCollectionConfig) -> None:
+        from sim.env import EnvConfig
+        from sim.hil import HilConfig, SimulatedRobot
+
+        self.config = config
+        self._last_quat: np.ndarray | None = None
+        self.robot = SimulatedRobot(
+            EnvConfig(image_size=config.image_size, cameras=tuple(config.cameras)),
+            HilConfig(
+                camera_rate_hz=config.camera_rate_hz,
+                state_rate_hz=config.state_rate_hz,
+                gripper_rate_hz=config.gripper_rate_hz,
+                # The expert's targets are 0.1 s apart, each reached over one step, as
+                # SwapFruitEnv.step does (the labels are the same as run_expert_episode's).
+                target_interpolation_s=0.1,
+            ),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return self.robot.env.describe()
+
+    def run(self, seed: int, emit: Emit) -> SimEpisodeResult:
+        """Reset with `seed`, run the scripted expert to the end and emit every sample."""
+        from policy.geometry import matrix_to_quat
+        from sim.expert import TOP_DOWN, ScriptedExpert
+
+        started = time.perf_counter()
+        robot, env, config = self.robot, self.robot.env, self.config
+        info = robot.reset(seed)
+        # Measured quaternions start in the hemisphere of the expert's (constant) target
+        # orientation, so recorded pose and command agree in sign.
+        self._last_quat = matrix_to_quat(TOP_DOWN)
+        expert = ScriptedExpert(env)
+        expert.reset()
+        state = env.robot_state()
+        initial_quat = state.ee_quat_xyzw
+        if float(initial_quat @ self._last_quat) < 0:
+            initial_quat = -initial_quat
+        initial = {
+            "ee_pose": [*state.ee_position.tolist(), *initial_quat.tolist()],
+            "joint_states": [*state.joint_positions.tolist(), *state.joint_velocities.tolist()],
+            "gripper": [state.gripper_width],
+            "scene": info.to_dict(),
+        }
+        step_period = env.config.step_period_s
+        ticks_per_step = round(step_period / robot.control_period_s)
+        gripper_speed = 0.1  # TeleopLimits.gripper_speed: a gripper input of 1 moves 0.1 m/s
+        previous_position, previous_rotation = state.ee_position.copy(), state.ee_rotation.copy()
+        previous_width = state.gripper_width
+        labels, label_times = [], []
+        steps, remaining = 0, config.extra_steps
+        while steps < config.max_steps:
+            action = expert.act()
+            if expert.done:
+                if remaining <= 0:
+                    break
+                remaining -= 1
+            position, rotation, width = env.parse_action(action)
+            quat = matrix_to_quat(rotation)
+            now = robot.time
+            robot.set_target_pose(position, quat)
+            robot.set_gripper_width(width)
+            labels.append(np.asarray(action, dtype=np.float64))
+            label_times.append(now)
+            emit("command", now, np.concatenate([position, quat, [width]]))
+            twist = np.concatenate(
+                [
+                    (position - previous_position) / step_period,
+                    _angular_velocity(previous_rotation, rotation, step_period),
+                    [float(np.clip((width - previous_width) / step_period / gripper_speed, -1.0, 1.0))],
+                ]
+            )
+            emit("teleop", now, twist)
+            previous_position, previous_rotation, previous_width = position, rotation, width
+            for _ in range(ticks_per_step):
+                self._emit_tick(robot.tick(), emit)
+            steps += 1
+        report = robot.success_report()
+        return SimEpisodeResult(
+            seed=seed,
+            success=bool(report["success"]),
+            steps=steps,
+            sim_time_s=robot.time,
+            failed_picks=expert.failed_picks,
+            info=info.to_dict(),
+            report=report,
+            initial_configuration=initial,
+            labels=np.asarray(labels).reshape(-1, 10),
+            label_times=np.asarray(label_times, dtype=np.float64),
+            simulate_s=time.perf_counter() - started,
+        )
+
+    def _emit_tick(self, output: Any, emit: Emit) -> None:
+        from policy.geometry import matrix_to_quat
+
+        if output.state is not None:
+            state = output.state.state
+            stamp = output.state.time
+            quat = matrix_to_quat(state.ee_rotation)
+            # q and -q are the same rotation; keep the sign continuous so the recorded
+            # components do not jump between +-1 when w is near 0 (a top-down grasp).
+            if self._last_quat is not None and float(quat @ self._last_quat) < 0:
+                quat = -quat
+            self._last_quat = quat
+            emit("ee_pose", stamp, np.concatenate([state.ee_position, quat]))
+            emit("joint_states", stamp, np.concatenate([state.joint_positions, state.joint_velocities]))
+        if output.gripper is not None:
+            emit("gripper", output.gripper.time, [float(np.sum(output.gripper.finger_positions))])
+        for frame in output.cameras:
+            # The capture stamp (a delayed frame carries an older one), as a camera driver does.
+            emit(frame.camera, frame.stamp, frame.image)
+
+    def close(self) -> None:
+        self.robot.close()
+
+
+def simulate_episode(seed: int, config: SimCollectionConfig | None = None) -> tuple[SimEpisodeResult, list[Sample]]:
+    """Simulate one expert episode and return its result and samples, in emission order
+    (a fresh simulator; for many episodes `collect_sim` reuses one per process)."""
+    runner = _RobotRunner(config or SimCollectionConfig())
+    samples: list[Sample] = []
+    try:
+        result = runner.run(seed, lambda stream, stamp, value: samples.append((stream, stamp, value)))
+    finally:
+        runner.close()
+    return result, samples
+
+
+# Worker processes: one runner each, created by the pool initializer.
+_worker_runner: _RobotRunner | None = None
+
+
+def _init_worker(config: SimCollectionConfig) -> None:
+    global _worker_runner
+    _worker_runner = _RobotRunner(config)
+
+
+def _worker_episode(seed: int) -> tuple[SimEpisodeResult, list[Sample]]:
+    assert _worker_runner is not None, "worker not initialised"
+    samples: list[Sample] = []
+    result = _worker_runner.run(seed, lambda stream, stamp, value: samples.append((stream, stamp, value)))
+    return result, samples
+
+
+# -------------------------------------------------------------------- recording
+
+
+class _SimClock:
+    """The recorder's clock in the stamps' timebase: the newest sim time fed so far (so
+    stall detection measures sim time, however fast the simulation runs)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stream_specs(config: SimCollectionConfig) -> list[Any]:
+    """The recorded streams: the FR3 names and shapes a teleop session records, at the
+    rates the simulated robot publishes (commands and teleop input at the 10 Hz action
+    rate of the expert)."""
+    from data_collection.schema import fr3_stream_specs
+
+    step_rate_hz = 10.0
+    return fr3_stream_specs(
+        camera_names=tuple(config.cameras),
+        image_shape=(config.image_size, config.image_size),
+        camera_rate_hz=config.camera_rate_hz,
+        state_rate_hz=config.state_rate_hz,
+        gripper_rate_hz=config.gripper_rate_hz,
+        command_rate_hz=step_rate_hz,
+        teleop_rate_hz=step_rate_hz,
+    )
+
+
+def _check_store_matches(store: Any, config: SimCollectionConfig) -> None:
+    """Refuse to append to a store whose episodes have other cameras or image sizes."""
+    ids = store.episode_ids()
+    if not ids:
+        return
+    last = store.episode(ids[-1])
+    expected = (config.image_size, config.image_size, 3)
+    for camera in config.cameras:
+        if camera not in last.stream_names:
+            raise ValueError(
+                f"{store.path} holds episodes without camera {camera!r} (streams {last.stream_names}); "
+                "use another --store"
+            )
+        shape = tuple(last.spec(camera).shape)
+        if shape != expected:
+            raise ValueError(
+                f"{store.path} holds {shape[0]}x{shape[1]} px {camera!r} frames, this collection would "
+                f"record {config.image_size}x{config.image_size}; use --image-size {shape[0]} or another --store"
+            )
+
+
+def _directory_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # a file removed while walking
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+def _episodes(
+    seeds: list[int], config: SimCollectionConfig, processes: int
+) -> Iterator[tuple[int, Callable[[Emit], SimEpisodeResult]]]:
+    """For each seed, in order: the seed and a function that emits the episode's samples
+    into `emit` and returns its result (in-process: simulates while emitting; with
+    workers: replays what a worker simulated)."""
+    if processes <= 1:
+        runner = _RobotRunner(config)
+        try:
+            for seed in seeds:
+                yield seed, lambda emit, seed=seed: runner.run(seed, emit)
+        finally:
+            runner.close()
+        return
+    context = mp.get_context("spawn")  # a fresh process per worker: no inherited GL or threads
+    with context.Pool(processes, _init_worker, (config,)) as pool:
+        for result, samples in pool.imap(_worker_episode, seeds):
+
+            def replay(emit: Emit, result: SimEpisodeResult = result, samples: list[Sample] = samples) -> Any:
+                for stream, stamp, value in samples:
+                    emit(stream, stamp, value)
+                return result
+
+            yield result.seed, replay
+
+
+def _describe(config: SimCollectionConfig) -> dict[str, Any]:
+    """The simulated robot and cameras for episode metadata (builds the model, no rendering)."""
+    from sim.env import EnvConfig, SwapFruitEnv
+
+    env = SwapFruitEnv(EnvConfig(image_size=config.image_size, cameras=tuple(config.cameras)))
+    try:
+        return env.describe()
+    finally:
+        env.close()
+
+
+def collect_sim(
+    store_path: str | Path,
+    episodes: int,
+    seed: int = 0,
+    image_size: int = 96,
+    processes: int = 1,
+    config: SimCollectionConfig | None = None,
+    progress: bool = False,
+    on_episode: Callable[[SimEpisodeResult, Any], None] | None = None,
+) -> CollectSummary:
+    """Record `episodes` scripted-expert episodes (seeds seed, seed+1, ...) into the store
+    at `store_path` (created if missing, appended to otherwise) and return a summary.
+
+    `config` overrides `image_size`; `processes` > 1 simulates in that many worker
+    processes while this process records. `on_episode(result, commit)` is called after
+    each commit (the demo's hook for its own progress). Raises StoreLockedError if
+    another process records into the store, ValueError for bad arguments or a store
+    holding other cameras or image sizes."""
+    from data_collection.recorder import Recorder, RecorderConfig
+    from data_collection.store import EpisodeStore
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
+    config = config or SimCollectionConfig(image_size=image_size)
+    store = EpisodeStore.open_or_create(store_path)
+    _check_store_matches(store, config)
+    store.acquire_writer_lock()  # fail now, not after the first episode was simulated
+    clock = _SimClock()
+    try:
+        description = _describe(config)
+    except BaseException:
+        store.release_writer_lock()
+        raise
+    recorder = Recorder(
+        store,
+        stream_specs(config),
+        # Samples arrive faster than real time: wait for buffer space (as rosbag import
+        # does) instead of dropping what a real-time callback would have to drop.
+        RecorderConfig(block_when_full=True),
+        robot={key: value for key, value in description.items() if key != "cameras"},
+        cameras={name: {**camera, "rate_hz": config.camera_rate_hz} for name, camera in description["cameras"].items()},
+        clock=clock,
+    )
+    seeds = list(range(seed, seed + episodes))
+    started = time.perf_counter()
+    committed: list[str] = []
+    successes, marked, frames, samples_total, dropped, sim_time = 0, 0, 0, 0, 0, 0.0
+    failed_seeds: list[int] = []
+    problems: dict[str, list[str]] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=episodes, desc="collect-sim", unit="ep", file=sys.stderr)
+
+    def emit(stream: str, stamp: float, value: Any) -> None:
+        clock.now = max(clock.now, stamp)
+        recorder.add(stream, stamp, value)
+
+    try:
+        for episode_seed, produce in _episodes(seeds, config, processes):
+            clock.now = 0.0
+            recorder.start_episode(
+                TASK,
+                metadata={
+                    "source": "collect-sim (scripted expert, in-process simulation)",
+                    "seed": episode_seed,
+                    "stamp_timebase": STAMP_TIMEBASE,
+                    "teleop_stream": "the base-frame twist that turns each expert target into the next",
+                },
+                initial_configuration={},
+            )
+            try:
+                result = produce(emit)
+            except BaseException:
+                recorder.discard_episode()
+                raise
+            commit = recorder.stop_episode(
+                success=result.success,
+                notes=f"scripted expert, seed {result.seed}, {result.failed_picks} failed pick(s)",
+                metadata={
+                    "initial_configuration": result.initial_configuration,
+                    "sim": {
+                        "seed": result.seed,
+                        "steps": result.steps,
+                        "sim_time_s": result.sim_time_s,
+                        "failed_picks": result.failed_picks,
+                        "success_report": result.report,
+                    },
+                },
+            )
+            stats = commit.statistics
+            if commit.committed:
+                committed.append(commit.episode_id)
+            else:
+                problems.setdefault(f"seed {result.seed}", []).append(commit.message)
+            if commit.problems:
+                marked += 1
+                problems[commit.episode_id] = commit.problems
+            successes += int(result.success and commit.committed)
+            if not result.success:
+                failed_seeds.append(result.seed)
+            frames += sum(stats["streams"][c]["written"] for c in config.cameras)
+            samples_total += int(stats["written"])
+            dropped += int(stats["dropped"])
+            sim_time += result.sim_time_s
+            if on_episode is not None:
+                on_episode(result, commit)
+            if bar is not None:
+                bar.set_postfix(success=f"{successes}/{len(committed)}", marked=marked, refresh=False)
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        recorder.close()
+        store.release_writer_lock()
+    wall = time.perf_counter() - started
+    return CollectSummary(
+        store=str(store.path),
+        requested=episodes,
+        committed=len(committed),
+        successes=successes,
+        marked=marked,
+        episode_ids=committed,
+        seeds=seeds,
+        failed_seeds=failed_seeds,
+        problems=problems,
+        wall_s=wall,
+        episodes_per_s=len(committed) / wall if wall > 0 else 0.0,
+        sim_time_s=sim_time,
+        frames=frames,
+        samples=samples_total,
+        dropped=dropped,
+        store_bytes=_directory_bytes(store.path),
+        processes=processes,
+        image_size=config.image_size,
+    )
+
+
+# -------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dfstack collect-sim",
+        description=(
+            "Record scripted-expert swap-fruit demonstrations from the in-process simulator through "
+            "the episode recorder (same streams as a teleoperated session)."
+        ),
+        epilog="Example: dfstack collect-sim --store outputs/swap_fruit.zarr --episodes 100 --processes 2",
+    )
+    parser.add_argument("--store", type=Path, required=True, help="episode store (created if missing, else appended)")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to record (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; then +1 each (default 0)")
+    parser.add_argument("--image-size", type=int, default=96, help="camera images are N x N rgb8 (default 96)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help=(
+            "1: simulate and record in this process; P > 1: P simulation worker processes while this "
+            "process records (default: 2, or 1 on a single core)"
+        ),
+    )
+    parser.add_argument("--max-steps", type=int, default=300, help="cut an episode after this many 0.1 s actions")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON (last line)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 every episode committed unmarked, 1 some episode marked or not
+    committed, 2 an error (message on stderr)."""
+    from data_collection.schema import StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        config = SimCollectionConfig(image_size=args.image_size, max_steps=args.max_steps)
+        summary = collect_sim(
+            args.store,
+            args.episodes,
+            seed=args.seed,
+            processes=args.processes,
+            config=config,
+            progress=not args.no_progress,
+        )
+    except (StoreError, ValueError, OSError) as error:
+        print(f"dfstack collect-sim: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dfstack collect-sim: interrupted; committed episodes are kept", file=sys.stderr)
+        return 130
+    print(summary.describe())
+    if args.json:
+        import json
+
+        print(json.dumps(summary.to_dict()))
+    return 0 if summary.committed == summary.requested and summary.marked == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,260 @@
+"""Where the policy node's commands go: pluggable arm and gripper sinks.
+
+Arm sinks take a safe `PoseCommand` (policy.commanding) at the command rate:
+- `pose`: geometry_msgs/PoseStamped for a Cartesian impedance controller (default
+  `/target_pose`); the simulated robot takes the same topic.
+- `joint_trajectory`: trajectory_msgs/JointTrajectory for a JointTrajectoryController,
+  one point per command, solved by damped-least-squares IK on Franka's published
+  kinematics (FR3 and Panda share them; joint limits differ), seeded from the measured
+  joints.
+Gripper sinks take the commanded width (m) and decide when to send:
+- `width_topic`: std_msgs/Float64 (the simulator's `/franka_gripper/width_command`).
+- `franka_action`: franka_gripper's move / grasp actions on the robot (franka_msgs is
+  imported only when this sink is chosen: it is not installable everywhere).
+- `none`: the gripper is not commanded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from std_msgs.msg import Float64
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from df_policy import qos
+from df_policy.conversions import pose_to_msg
+from policy.commanding import PoseCommand
+from policy.geometry import quat_to_matrix
+
+ARM_SINKS = ("pose", "joint_trajectory")
+GRIPPER_SINKS = ("width_topic", "franka_action", "none")
+
+
+class SinkError(RuntimeError):
+    """A sink cannot be built (unknown kind, missing package); the message says what to do."""
+
+
+# ------------------------------------------------------------------------- arm sinks
+
+
+class PoseStampedSink:
+    """PoseStamped targets for a Cartesian impedance controller (or the simulator)."""
+
+    def __init__(self, node: Node, topic: str, frame_id: str) -> None:
+        self.topic = topic
+        self.frame_id = frame_id
+        self._publisher = node.create_publisher(PoseStamped, topic, qos.reliable_qos(depth=1))
+
+    def send(self, command: PoseCommand) -> None:
+        self._publisher.publish(pose_to_msg(command.position, command.quat_xyzw, command.stamp, self.frame_id))
+
+
+# Franka's modified DH parameters (a, d, alpha) for joints 1..7, the flange offset and
+# the hand's tool centre point (Franka Hand: 0.1034 m along z, turned -45 deg about z).
+_FRANKA_DH = (
+    (0.0, 0.333, 0.0),
+    (0.0, 0.0, -math.pi / 2),
+    (0.0, 0.316, math.pi / 2),
+    (0.0825, 0.0, math.pi / 2),
+    (-0.0825, 0.384, -math.pi / 2),
+    (0.0, 0.0, math.pi / 2),
+    (0.088, 0.0, math.pi / 2),
+)
+_FLANGE_TO_TCP_Z = 0.107 + 0.1034
+_HAND_YAW = -math.pi / 4
+JOINT_LIMITS = {
+    "fr3": (
+        np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159]),
+        np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159]),
+    ),
+    "fer": (
+        np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]),
+        np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]),
+    ),
+}
+JOINT_PREFIX = {"fr3": "fr3_joint", "fer": "panda_joint"}
+
+
+def franka_tcp_pose(joints: np.ndarray) -> np.ndarray:
+    """4x4 pose of the Franka Hand's TCP in the base frame."""
+    pose = np.eye(4)
+    for (a, d, alpha), theta in zip(_FRANKA_DH, np.asarray(joints, dtype=np.float64), strict=True):
+        ca, sa, ct, st = math.cos(alpha), math.sin(alpha), math.cos(theta), math.sin(theta)
+        link = np.array(
+            [
+                [ct, -st, 0.0, a],
+                [st * ca, ct * ca, -sa, -d * sa],
+                [st * sa, ct * sa, ca, d * ca],
+                [0.0, 0.0, 0.0, 1.0],
+            ]
+        )
+        pose = pose @ link
+    cy, sy = math.cos(_HAND_YAW), math.sin(_HAND_YAW)
+    tcp = np.array([[cy, -sy, 0, 0], [sy, cy, 0, 0], [0, 0, 1, _FLANGE_TO_TCP_Z], [0, 0, 0, 1.0]])
+    return pose @ tcp
+
+
+def _rotation_error(current: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Rotation vector (base frame) taking `current` to `target` (small-angle accurate)."""
+    relative = target @ current.T
+    return 0.5 * np.array(
+        [relative[2, 1] - relative[1, 2], relative[0, 2] - relative[2, 0], relative[1, 0] - relative[0, 1]]
+    )
+
+
+def solve_ik(
+    position: np.ndarray,
+    rotation: np.ndarray,
+    seed: np.ndarray,
+    limits: tuple[np.ndarray, np.ndarray],
+    iterations: int = 30,
+    damping: float = 0.05,
+    tolerance: float = 1e-4,
+) -> np.ndarray:
+    """Joint angles near `seed` reaching the TCP pose, by damped least squares on a
+    numerical Jacobian. Commands move a few mm per call, so a few iterations suffice."""
+    q = np.clip(np.asarray(seed, dtype=np.float64), *limits)
+    for _ in range(iterations):
+        pose = franka_tcp_pose(q)
+        error = np.concatenate([position - pose[:3, 3], _rotation_error(pose[:3, :3], rotation)])
+        if float(np.linalg.norm(error)) < tolerance:
+            break
+        jacobian = np.empty((6, 7))
+        for j in range(7):
+            dq = np.zeros(7)
+            dq[j] = 1e-6
+            moved = franka_tcp_pose(q + dq)
+            jacobian[:3, j] = (moved[:3, 3] - pose[:3, 3]) / 1e-6
+            jacobian[3:, j] = _rotation_error(pose[:3, :3], moved[:3, :3]) / 1e-6
+        step = jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + damping**2 * np.eye(6), error)
+        q = np.clip(q + step, *limits)
+    return q
+
+
+class JointTrajectorySink:
+    """One-point JointTrajectory per command for a JointTrajectoryController."""
+
+    def __init__(
+        self,
+        node: Node,
+        topic: str,
+        robot_type: str,
+        measured_joints: Callable[[], np.ndarray | None],
+        point_time_s: float,
+    ) -> None:
+        if robot_type not in JOINT_LIMITS:
+            raise SinkError(f"robot_type must be one of {sorted(JOINT_LIMITS)}, got {robot_type!r}")
+        self.joint_names = [f"{JOINT_PREFIX[robot_type]}{i}" for i in range(1, 8)]
+        self.limits = JOINT_LIMITS[robot_type]
+        self._measured_joints = measured_joints
+        self._point_time = Duration(sec=int(point_time_s), nanosec=int((point_time_s % 1.0) * 1e9))
+        self._last_solution: np.ndarray | None = None
+        self._publisher = node.create_publisher(JointTrajectory, topic, qos.reliable_qos(depth=1))
+        self._logger = node.get_logger()
+
+    def send(self, command: PoseCommand) -> None:
+        seed = self._last_solution if self._last_solution is not None else self._measured_joints()
+        if seed is None:
+            self._logger.warning("joint_trajectory sink: no measured joint state yet", throttle_duration_sec=1.0)
+            return
+        q = solve_ik(command.position, quat_to_matrix(command.quat_xyzw), seed, self.limits)
+        self._last_solution = q
+        msg = JointTrajectory()
+        msg.joint_names = list(self.joint_names)
+        msg.points = [JointTrajectoryPoint(positions=[float(v) for v in q], time_from_start=self._point_time)]
+        self._publisher.publish(msg)
+
+    def reset(self) -> None:
+        self._last_solution = None
+
+
+# ---------------------------------------------------------------------- gripper sinks
+
+
+class GripperWidthTopicSink:
+    """Float64 width (m) on a topic, sent when it changes by more than `deadband_m` or
+    at least every `refresh_s` (so a late subscriber still learns the target)."""
+
+    def __init__(self, node: Node, topic: str, deadband_m: float = 0.002, refresh_s: float = 0.5) -> None:
+        self._publisher = node.create_publisher(Float64, topic, qos.reliable_qos())
+        self.deadband_m = deadband_m
+        self.refresh_s = refresh_s
+        self._last: float | None = None
+        self._last_time = 0.0
+
+    def send(self, width: float) -> None:
+        now = time.monotonic()
+        if (
+            self._last is not None
+            and abs(width - self._last) < self.deadband_m
+            and now - self._last_time < self.refresh_s
+        ):
+            return
+        self._publisher.publish(Float64(data=float(width)))
+        self._last, self._last_time = width, now
+
+
+class FrankaGripperActionSink:
+    """franka_gripper move / grasp goals: a width below `grasp_below_m` means "grasp"
+    (close with force until the fingers stop), anything else "move to this width".
+    A new goal goes out only when the commanded state changes (grasp vs open) or the
+    open width moves by more than `deadband_m`: the hand takes ~1 s per motion."""
+
+    def __init__(
+        self,
+        node: Node,
+        namespace: str,
+        grasp_below_m: float = 0.02,
+        deadband_m: float = 0.01,
+        speed_m_s: float = 0.1,
+        force_n: float = 20.0,
+    ) -> None:
+        try:
+            from franka_msgs.action import Grasp, Move
+            from rclpy.action import ActionClient
+        except ImportError as error:
+            raise SinkError(
+                "gripper_sink 'franka_action' needs franka_msgs (part of franka_ros2); install it on the robot "
+                "computer or choose gripper_sink 'width_topic' or 'none'"
+            ) from error
+        self._grasp_type, self._move_type = Grasp, Move
+        self._grasp = ActionClient(node, Grasp, f"{namespace.rstrip('/')}/grasp")
+        self._move = ActionClient(node, Move, f"{namespace.rstrip('/')}/move")
+        self.grasp_below_m = grasp_below_m
+        self.deadband_m = deadband_m
+        self.speed_m_s = speed_m_s
+        self.force_n = force_n
+        self._last: float | None = None
+        self._logger = node.get_logger()
+
+    def send(self, width: float) -> None:
+        grasping = width < self.grasp_below_m
+        if self._last is not None:
+            was_grasping = self._last < self.grasp_below_m
+            if grasping == was_grasping and (grasping or abs(width - self._last) < self.deadband_m):
+                return
+        if grasping:
+            goal = self._grasp_type.Goal()
+            goal.width, goal.speed, goal.force = 0.0, self.speed_m_s, self.force_n
+            goal.epsilon.inner, goal.epsilon.outer = 0.08, 0.08  # succeed on any object size
+            client = self._grasp
+        else:
+            goal = self._move_type.Goal()
+            goal.width, goal.speed = float(width), self.speed_m_s
+            client = self._move
+        if not client.server_is_ready():
+            self._logger.warning("franka_gripper action server not ready", throttle_duration_sec=2.0)
+            return
+        client.send_goal_async(goal)
+        self._last = width
+
+
+class NoGripperSink:
+    def send(self, width: float) -> None:
+        return None

@@ -1,0 +1,82 @@
+"""dfstack evaluate-sim: closed-loop episodes through PolicyAgent, Wilson intervals, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dfstack.evaluate_sim import EvalSettings, fault_plan_for, main, wilson_interval
+from policy.checkpoint import save_checkpoint
+from policy.model import DFPolicyModel, ModelConfig
+from policy.normalizer import Normalizer
+from policy.spec import CameraSpec, PolicySpec, swap_fruit_spec
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+TINY = ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8, 16), frame_prediction_size=8, num_levels=100)
+
+
+def _normalizer() -> Normalizer:
+    """Ranges of the swap-fruit workspace (top-down rotation, gripper 0..8 cm)."""
+    low = np.array([0.3, -0.25, 0.02, 1, 0, 0, 0, -1, 0, 0.0])
+    high = np.array([0.6, 0.25, 0.30, 1, 0, 0, 0, -1, 0, 0.08])
+    return Normalizer(low, high, low.copy(), high.copy())
+
+
+def _checkpoint(path: Path, spec: PolicySpec | None = None) -> Path:
+    torch.manual_seed(0)
+    model = DFPolicyModel(spec or swap_fruit_spec(16), TINY)
+    return save_checkpoint(path, model, _normalizer(), config={"test": True})
+
+
+def test_wilson_interval_matches_known_values() -> None:
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(95, 100) == pytest.approx((0.8882, 0.9785), abs=1e-4)
+
+
+def test_named_fault_plans_are_seeded_and_of_one_kind() -> None:
+    settings = EvalSettings(episodes=1, fault_plan="occlusion")
+    plan = fault_plan_for(settings, 7, ("front", "wrist"))
+    assert plan.events and {e.kind for e in plan.events} == {"occlusion"}
+    assert plan.to_dict() == fault_plan_for(settings, 7, ("front", "wrist")).to_dict()
+    assert not fault_plan_for(EvalSettings(episodes=1), 7, ("front", "wrist")).events
+    with pytest.raises(ValueError, match="neither one of"):
+        EvalSettings(fault_plan="earthquake")
+
+
+@pytest.mark.sim
+def test_cli_runs_episodes_and_writes_video_and_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = _checkpoint(tmp_path / "ckpt")
+    video, output = tmp_path / "eval.gif", tmp_path / "eval.json"
+    argv = ["--checkpoint", str(checkpoint), "--episodes", "2", "--max-steps", "8", "--fault-plan", "hand"]
+    assert main([*argv, "--video", str(video), "--output", str(output)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["episodes"] == 2 and summary["successes"] == 0  # an untrained policy does not swap fruit
+    assert summary["ci95"][0] == 0.0 and 0.6 < summary["ci95"][1] < 0.9
+    assert video.stat().st_size > 0
+    results = json.loads(output.read_text())
+    episode = results["per_episode"][0]
+    assert episode["steps"] == 8 and episode["ticks"] == 2  # 4 actions (env steps) per tick
+    assert {e["kind"] for e in episode["fault_plan"]["events"]} == {"hand"}
+
+
+def test_checkpoint_that_does_not_fit_the_simulated_robot_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    side_camera = PolicySpec(
+        cameras=(CameraSpec("front", 16, 16), CameraSpec("side", 16, 16)),
+        proprio_dim=10,
+        action=swap_fruit_spec().action,
+        actions_per_token=4,
+        token_period_s=0.4,
+    )
+    checkpoint = _checkpoint(tmp_path / "ckpt", side_camera)
+    assert main(["--checkpoint", str(checkpoint), "--episodes", "1"]) == 2
+    assert "cameras ['side'] are not in the scene" in capsys.readouterr().err

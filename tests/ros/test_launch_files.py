@@ -1,0 +1,163 @@
+"""The launch files, checked statically: launch and launch_ros are not installable here.
+
+Every df_policy Node's executable is an entry point in setup.py, every parameter file
+exists, parses and is keyed by the node's name, every override names a real parameter,
+every launch argument used is declared with a description, included launch files exist,
+and the launch folder is what colcon installs into df_policy's share.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "launch"
+PACKAGE = ROOT / "ros2_ws" / "src" / "df_policy"
+LAUNCH_FILES = sorted(LAUNCH.glob("*.launch.py"))
+DOC = ROOT / "docs" / "policy_node.md"
+
+
+def entry_points() -> dict[str, str]:
+    """console_scripts of setup.py: executable -> module."""
+    text = ast.unparse(ast.parse((PACKAGE / "setup.py").read_text()))
+    found = re.findall(r"([A-Za-z_]+) = \{PACKAGE\}\.([A-Za-z_]+):main", text)
+    return {name: module for name, module in found}
+
+
+def calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Name) and node.func.id == name)
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == name)
+        )
+    ]
+
+
+def keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def constant(node: ast.expr | None) -> object:
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def declared_arguments(tree: ast.Module) -> dict[str, str]:
+    """name -> description, from DeclareLaunchArgument calls with constant names and from
+    a module-level ARGUMENTS = {name: (default, description)} table."""
+    declared: dict[str, str] = {}
+    for call in calls(tree, "DeclareLaunchArgument"):
+        name = constant(call.args[0]) if call.args else None
+        if isinstance(name, str):
+            declared[name] = str(constant(keyword(call, "description")) or "")
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                declared[key.value] = value.elts[1].value
+    return declared
+
+
+def used_arguments(tree: ast.Module) -> set[str]:
+    used = set()
+    aliases = {"LaunchConfiguration"} | {
+        t.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and getattr(node.value, "id", "") == "LaunchConfiguration"
+        for t in node.targets
+    }
+    for alias in aliases:
+        for call in calls(tree, alias):
+            name = constant(call.args[0]) if call.args else None
+            if isinstance(name, str):
+                used.add(name)
+    return used
+
+
+def node_parameters(executable: str) -> set[str]:
+    """The parameters a df_policy node declares (from its config file for the recorder,
+    whose node module belongs to another part of the project)."""
+    if executable == "policy_node":
+        from df_policy.policy_node import PARAMETER_DEFAULTS
+
+        return set(PARAMETER_DEFAULTS)
+    if executable == "sim_robot_node":
+        from df_policy.sim_robot_node import PARAMETER_DEFAULTS
+
+        return set(PARAMETER_DEFAULTS)
+    config = yaml.safe_load((PACKAGE / "config" / "teleop_recorder.yaml").read_text())
+    return set(config["teleop_recorder"]["ros__parameters"])
+
+
+def test_launch_folder_is_installed_into_the_package_share() -> None:
+    names = {path.name for path in LAUNCH_FILES}
+    assert {"swap_fruit.launch.py", "record_demos.launch.py", "robot.launch.py", "sim_robot.launch.py"} <= names
+    # setup.py installs launch/*.launch.py relative to the package: that folder is the
+    # top-level launch/ (a link), so colcon finds the same files here and in Docker.
+    assert (PACKAGE / "launch").resolve() == LAUNCH.resolve()
+    assert {p.name for p in (PACKAGE / "launch").glob("*.launch.py")} == names
+    assert '"launch/*.launch.py"' in (PACKAGE / "setup.py").read_text()
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_is_declarative_and_consistent(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    assert "generate_launch_description" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert ast.get_docstring(tree), f"{path.name} needs a docstring saying what it starts"
+
+    declared = declared_arguments(tree)
+    undeclared = used_arguments(tree) - set(declared)
+    assert not undeclared, f"{path.name} uses undeclared launch arguments {sorted(undeclared)}"
+    undocumented = [name for name, text in declared.items() if len(text.strip()) < 10]
+    assert not undocumented, f"{path.name}: arguments without a description {undocumented}"
+
+    scripts = entry_points()
+    for call in calls(tree, "Node"):
+        if constant(keyword(call, "package")) != "df_policy":
+            continue
+        executable = constant(keyword(call, "executable"))
+        assert executable in scripts, f"{path.name}: executable {executable!r} is not in setup.py {sorted(scripts)}"
+        assert (PACKAGE / "df_policy" / f"{scripts[executable]}.py").is_file()
+        known = node_parameters(str(executable))
+        name = constant(keyword(call, "name"))
+        for item in getattr(keyword(call, "parameters"), "elts", []):
+            if isinstance(item, ast.Dict):
+                unknown = {k.value for k in item.keys} - known
+                assert not unknown, f"{path.name}: {executable} has no parameters {sorted(unknown)}"
+        # Parameter files must exist, parse, and be keyed by the node's name.
+        for config in re.findall(r'"config", "([a-z_]+\.yaml)"', path.read_text()):
+            data = yaml.safe_load((PACKAGE / "config" / config).read_text())
+            keyed = {key for key, value in data.items() if "ros__parameters" in value}
+            assert keyed, f"{config} has no <node>: ros__parameters section"
+            if name in keyed:
+                assert set(data[name]["ros__parameters"]) <= known | {"use_sim_time"}, config
+
+    # Launch files included from df_policy's own share (others come from their packages).
+    for included in re.findall(r'share, "launch", "([a-z_]+\.launch\.py)"', path.read_text()):
+        assert (LAUNCH / included).is_file(), f"{path.name} includes missing {included}"
+
+
+def test_swap_fruit_arguments_cover_the_robot_and_are_documented() -> None:
+    declared = declared_arguments(ast.parse((LAUNCH / "swap_fruit.launch.py").read_text()))
+    required = {"use_sim", "robot_type", "robot_ip", "namespace", "checkpoint"}
+    required |= {f"{c}_camera{s}" for c in ("front", "wrist") for s in ("", "_serial")}
+    assert required <= set(declared)
+    doc = DOC.read_text()
+    missing = [name for name in declared if f"`{name}`" not in doc]
+    assert not missing, f"docs/policy_node.md does not document {missing}"
+
+
+def test_policy_config_matches_the_node_parameters() -> None:
+    pytest.importorskip("rclpy")
+    from df_policy.policy_node import PARAMETER_DEFAULTS
+
+    params = yaml.safe_load((PACKAGE / "config" / "policy_node.yaml").read_text())["policy_node"]["ros__parameters"]
+    assert set(params) == set(PARAMETER_DEFAULTS)
+    for key, value in params.items():
+        assert type(value) is type(PARAMETER_DEFAULTS[key]), key

@@ -1,0 +1,445 @@
+"""policy_node over real DDS, hardware in the loop with sim_robot_node (loopback only,
+inside a private network namespace).
+
+A tiny policy is trained in the fixture on the scripted expert's first seconds of one
+episode (seconds of CPU, with policy.objective), then runs against the simulated robot
+on the same episode: the arm must head for the expert's first target, and every command
+must respect the safety limits. The fault matrix goes through the simulator's fault plan.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = [pytest.mark.ros, pytest.mark.sim]
+
+rclpy = pytest.importorskip("rclpy")
+
+from df_policy import qos  # noqa: E402
+from df_policy.conversions import msg_to_pose  # noqa: E402
+from df_policy.policy_node import PolicyNode, PolicyNodeError  # noqa: E402
+from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Float64  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
+from policy.checkpoint import save_checkpoint  # noqa: E402
+from policy.commanding import PoseCommand, SafetyLimits, audit_command  # noqa: E402
+from policy.imaging import resize_area  # noqa: E402
+from policy.model import DFPolicyModel, ModelConfig  # noqa: E402
+from policy.normalizer import Normalizer, images_to_unit_range  # noqa: E402
+from policy.objective import ObjectiveConfig, TokenBatch, diffusion_forcing_loss  # noqa: E402
+from policy.spec import swap_fruit_spec  # noqa: E402
+from sim.env import EnvConfig, SwapFruitEnv  # noqa: E402
+from sim.expert import ScriptedExpert  # noqa: E402
+from sim.faults import FaultEvent, FaultPlan  # noqa: E402
+
+SEED = 3
+POLICY_IMAGE = 16
+SIM_IMAGE = 32
+TOKENS = 10  # 4 s of the expert: its first move and a little more
+PACKAGE = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "df_policy"
+
+
+# ------------------------------------------------------------------ a tiny policy
+
+
+def expert_tokens(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """frames (T, 2, s, s, 3) uint8, proprio (T, 10), actions (T, 4, 10) where token t
+    holds the actions executed between token t-1 and t (zeros before the first)."""
+    env = SwapFruitEnv(EnvConfig(image_size=SIM_IMAGE))
+    try:
+        observation = env.reset(seed)
+        expert = ScriptedExpert(env)
+        expert.reset()
+        frames, proprio, actions = [], [], [np.zeros((4, 10))]
+        executed: list[np.ndarray] = []
+        for step in range(4 * TOKENS):
+            if step % 4 == 0:
+                frames.append(
+                    np.stack(
+                        [resize_area(observation.images[c], POLICY_IMAGE, POLICY_IMAGE) for c in ("front", "wrist")]
+                    )
+                )
+                proprio.append(observation.proprio())
+                if executed:
+                    actions.append(np.stack(executed))
+                executed = []
+            action = expert.act()
+            executed.append(action)
+            observation = env.step(action)
+        return np.stack(frames), np.stack(proprio), np.stack(actions)
+    finally:
+        env.close()
+
+
+def expert_first_target(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The start position and the end of the expert's first segment (physics only)."""
+    env = SwapFruitEnv(EnvConfig(cameras=()))
+    try:
+        env.reset(seed)
+        expert = ScriptedExpert(env)
+        expert.reset()
+        start = env.robot_state().ee_position.copy()
+        first = expert.act()
+        phase = expert.phase
+        target = first[:3]
+        while expert.phase == phase:
+            target = expert.act()[:3]
+        return start, target
+    finally:
+        env.close()
+
+
+def train_tiny_policy(directory: Path) -> Path:
+    """~250 Adam steps on one episode's tokens: seconds on one thread. One thread, since
+    OpenMP workers spin-waiting on a loaded 2-core machine slow training tenfold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(directory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(directory: Path) -> Path:
+    torch.manual_seed(0)
+    frames, proprio, actions = expert_tokens(SEED)
+    spec = swap_fruit_spec(image_size=POLICY_IMAGE)
+    model = DFPolicyModel(
+        spec,
+        ModelConfig(latent_dim=64, embed_dim=64, encoder_channels=(16, 32), frame_prediction_size=8, num_levels=100),
+    )
+    normalizer = Normalizer.fit(actions[1:].reshape(-1, 10), proprio, margin=0.05)
+    batch = TokenBatch(
+        frames=images_to_unit_range(frames)[None],
+        proprio=torch.from_numpy(normalizer.normalize_proprio(proprio))[None].float(),
+        actions=torch.from_numpy(normalizer.normalize_actions(actions.reshape(-1, 10)).reshape(1, TOKENS, 40)).float(),
+        valid=torch.ones(1, TOKENS, dtype=torch.bool),
+    )
+    batch = TokenBatch(*(t.expand(8, *t.shape[1:]) for t in (batch.frames, batch.proprio, batch.actions, batch.valid)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(250):
+        loss, _ = diffusion_forcing_loss(model, batch, ObjectiveConfig(), generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return save_checkpoint(directory, model, normalizer, metadata={"trained_on": f"expert seed {SEED}"})
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_policy(tmp_path_factory.mktemp("policy") / "tiny")
+
+
+# ----------------------------------------------------------------------- harness
+
+LIMITS = SafetyLimits()
+
+
+class Harness:
+    """sim_robot_node, policy_node and a probe, spun by one executor in a thread."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.sim = SimRobotNode(
+            parameter_overrides=[
+                Parameter("real_time_factor", value=1.0),
+                Parameter("image_size", value=SIM_IMAGE),
+                Parameter("seed", value=SEED),
+            ],
+            context=self.context,
+        )
+        self.policy = PolicyNode(
+            parameter_overrides=[
+                Parameter("checkpoint", value=str(checkpoint)),
+                Parameter("image_size", value=POLICY_IMAGE),
+                # Frames 300 ms old (the delay fault) are doubtful, not unusable.
+                Parameter("health_stale_age_s", value=0.7),
+                Parameter("diagnostics_rate_hz", value=10.0),
+                Parameter("torch_threads", value=1),
+            ],
+            context=self.context,
+        )
+        self.probe = rclpy.create_node("probe", context=self.context)
+        # (arrival time, command, the measured pose last seen before it)
+        self.commands: list[tuple[float, PoseCommand, PoseCommand | None]] = []
+        self.diagnostics: list[tuple[float, DiagnosticArray]] = []
+        self.poses: list[PoseStamped] = []
+        self.probe.create_subscription(PoseStamped, qos.TARGET_POSE_TOPIC, self._on_command, 100)
+        self.probe.create_subscription(
+            DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append((time.monotonic(), m)), 100
+        )
+        self.probe.create_subscription(PoseStamped, qos.CURRENT_POSE_TOPIC, self.poses.append, qos_profile_sensor_data)
+        self.gripper: list[float] = []
+        self.probe.create_subscription(
+            Float64, qos.GRIPPER_WIDTH_COMMAND_TOPIC, lambda m: self.gripper.append(m.data), 10
+        )
+        # One executor thread, as policy_node's main() uses: rclpy's multi-threaded executor
+        # busy-spins while a dispatched timer waits for a pool thread, starving the
+        # simulator and the tick of the GIL on a loaded machine.
+        self.executor = SingleThreadedExecutor(context=self.context)
+        for node in (self.sim, self.policy, self.probe):
+            self.executor.add_node(node)
+        self.spinning = threading.Event()
+        self.spinning.set()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+        self.sim.start()
+        self.policy.start()
+
+    def _on_command(self, msg: PoseStamped) -> None:
+        position, quat = msg_to_pose(msg)
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        measured = None
+        if self.poses:
+            measured_position, measured_quat = msg_to_pose(self.poses[-1])
+            measured = PoseCommand(stamp, measured_position, measured_quat, LIMITS.gripper_max_m)
+        self.commands.append((time.monotonic(), PoseCommand(stamp, position, quat, LIMITS.gripper_max_m), measured))
+
+    def _spin(self) -> None:
+        while self.spinning.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def call(self, service_type, name: str, request):
+        client = self.probe.create_client(service_type, name)
+        assert client.wait_for_service(timeout_sec=10.0), f"service {name} not available"
+        future = client.call_async(request)
+        self.wait_for(future.done, 10.0, f"a response from {name}")
+        return future.result()
+
+    def start_episode(self, plan: FaultPlan | None) -> float:
+        """Disable, set the fault plan, reset both nodes, enable; returns the start time."""
+        self.call(SetBool, "/policy_node/enable", SetBool.Request(data=False))
+        request = SetParameters.Request()
+        request.parameters = [
+            Parameter("seed", value=SEED).to_parameter_msg(),
+            Parameter("fault_plan", value=plan.to_json() if plan else "").to_parameter_msg(),
+        ]
+        assert all(r.successful for r in self.call(SetParameters, "/sim_robot/set_parameters", request).results)
+        assert self.call(Trigger, "/sim_robot/reset_episode", Trigger.Request()).success
+        start = time.monotonic()
+        self.commands.clear()
+        self.diagnostics.clear()
+        self.poses.clear()
+        assert self.call(SetBool, "/policy_node/enable", SetBool.Request(data=True)).success
+        return start
+
+    def camera_status(self, camera: str) -> list[dict[str, str]]:
+        found = []
+        for _, array in self.diagnostics:
+            for status in array.status:
+                if status.name.endswith(f"camera {camera}"):
+                    found.append({kv.key: kv.value for kv in status.values} | {"message": status.message})
+        return found
+
+    def loop_status(self) -> list[tuple[float, dict[str, str]]]:
+        found = []
+        for t, array in self.diagnostics:
+            for status in array.status:
+                if status.name.endswith("policy loop"):
+                    found.append((t, {kv.key: kv.value for kv in status.values}))
+        return found
+
+    def unsafe_commands(self) -> list[str]:
+        problems, previous = [], None
+        for _, command, measured in self.commands:
+            problems += audit_command(LIMITS, command, previous, measured)
+            previous = command
+        return problems
+
+    def close(self) -> None:
+        self.policy.stop()
+        self.sim.stop()
+        self.spinning.clear()
+        self.thread.join(timeout=5.0)
+        self.executor.shutdown()
+        for node in (self.policy, self.sim, self.probe):
+            self.executor.remove_node(node)
+            node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def harness(checkpoint: Path):
+    h = Harness(checkpoint)
+    yield h
+    h.close()
+
+
+# ------------------------------------------------------------------ the tests
+
+
+def test_refuses_a_checkpoint_that_does_not_match(checkpoint: Path) -> None:
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(PolicyNodeError) as raised:
+            PolicyNode(
+                parameter_overrides=[
+                    Parameter("checkpoint", value=str(checkpoint)),
+                    Parameter("image_size", value=64),
+                    Parameter("cameras", value=["front", "side"]),
+                ],
+                context=context,
+            )
+        message = str(raised.value)
+        assert "refusing to start" in message
+        assert "cameras: checkpoint has ['front', 'wrist'], configuration has ['front', 'side']" in message
+        assert "camera 'front': checkpoint expects 16x16x3, configuration gives 64x64x3" in message
+        with pytest.raises(PolicyNodeError, match="'checkpoint' is empty"):
+            PolicyNode(context=context)
+        with pytest.raises(PolicyNodeError, match="command_sink"):
+            PolicyNode(parameter_overrides=[Parameter("command_sink", value="teleport")], context=context)
+        with pytest.raises(PolicyNodeError, match="max_step_m must be a positive number"):
+            PolicyNode(
+                parameter_overrides=[
+                    Parameter("checkpoint", value=str(checkpoint)),
+                    Parameter("image_size", value=16),
+                    Parameter("max_step_m", value=-1.0),
+                ],
+                context=context,
+            )
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_node_cli_has_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "df_policy.policy_node", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=PACKAGE,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    for word in ("checkpoint", "command_sink", "~/enable", "/diagnostics", "workspace_mode"):
+        assert word in result.stdout
+
+
+def test_subscriptions_use_the_documented_qos(harness: Harness) -> None:
+    from rclpy.qos import ReliabilityPolicy
+
+    def reliability(topic: str) -> set:
+        return {
+            info.qos_profile.reliability
+            for info in harness.probe.get_subscriptions_info_by_topic(topic)
+            if info.node_name == "policy_node"
+        }
+
+    assert reliability(qos.CURRENT_POSE_TOPIC) == {ReliabilityPolicy.BEST_EFFORT}
+    assert reliability(qos.GRIPPER_JOINT_STATES_TOPIC) == {ReliabilityPolicy.BEST_EFFORT}
+    assert reliability(qos.camera_topic("front")) == {ReliabilityPolicy.RELIABLE}
+
+
+def test_policy_moves_the_arm_toward_the_experts_first_target_safely(harness: Harness) -> None:
+    start, target = expert_first_target(SEED)
+    debug: list[Image] = []
+    harness.probe.create_subscription(Image, "/policy_node/debug_image", debug.append, 10)
+    harness.start_episode(None)
+
+    def distance() -> float:
+        if not harness.poses:
+            return float("inf")
+        return float(np.linalg.norm(msg_to_pose(harness.poses[-1])[0] - target))
+
+    initial = float(np.linalg.norm(start - target))
+    harness.wait_for(lambda: distance() < 0.5 * initial, 20.0, f"the arm within half of {initial:.3f} m of {target}")
+    assert len(harness.commands) > 5  # the policy's commands moved it (at 50 Hz, within the speed limit)
+    assert harness.unsafe_commands() == []
+    harness.wait_for(lambda: bool(debug), 5.0, "a debug image")
+    assert debug[-1].height == 2 * 96 and debug[-1].width == 2 * 96  # frame | prediction, per camera
+    loops = [status for _, status in harness.loop_status()]
+    assert float(loops[-1]["tick_rate_hz"]) > 1.0, loops[-1]
+    # Fresh frames: only the action due at the observation time itself (and, on a slow
+    # tick, the next one) has passed when the chunk arrives.
+    dropped = [int(status["dropped_actions_last_chunk"]) for status in loops]
+    assert np.median(dropped) <= 2, dropped
+
+
+def test_camera_blackout_is_marked_unusable_and_commands_stay_safe(harness: Harness) -> None:
+    harness.start_episode(FaultPlan((FaultEvent("blackout", 0.0, 100.0, camera="front"),)))
+    K = str(harness.policy.K)
+    harness.wait_for(
+        lambda: any(s["noise_level"] == K and "black" in s["issues"] for s in harness.camera_status("front")),
+        10.0,
+        f"front camera at k = {K} in /diagnostics",
+    )
+    harness.wait_for(lambda: len(harness.commands) > 20, 10.0, "commands during the blackout")
+    assert harness.unsafe_commands() == []
+    assert all(s["noise_level"] != K for s in harness.camera_status("wrist")[-3:])
+
+
+def test_frozen_frames_are_flagged(harness: Harness) -> None:
+    harness.start_episode(FaultPlan((FaultEvent("frozen", 0.5, 100.0, camera="wrist"),)))
+    harness.wait_for(
+        lambda: any("frozen" in s["issues"] for s in harness.camera_status("wrist")),
+        10.0,
+        "the wrist camera flagged frozen",
+    )
+    assert harness.unsafe_commands() == []
+
+
+def test_state_dropout_stops_commanding_until_state_returns(harness: Harness) -> None:
+    start = harness.start_episode(FaultPlan((FaultEvent("state_dropout", 1.0, 2.5),)))
+    harness.wait_for(
+        lambda: any(
+            s["command_status"] == "watchdog" and "robot state stale" in s["watchdog"] for _, s in harness.loop_status()
+        ),
+        10.0,
+        "the watchdog stopping on stale robot state",
+    )
+    harness.wait_for(lambda: time.monotonic() - start > 3.5, 10.0, "the dropout to end")
+    harness.wait_for(
+        lambda: harness.commands and harness.commands[-1][0] > start + 2.5, 10.0, "commands after state returns"
+    )
+    times = np.array([t for t, _, _ in harness.commands])
+    gaps = np.diff(times)
+    # No command while the state was missing: one gap spans most of the 1.5 s dropout.
+    assert gaps.max() > 1.0, f"longest gap between commands {gaps.max():.2f} s"
+    assert harness.unsafe_commands() == []
+    assert int(harness.loop_status()[-1][1]["watchdog_stops"]) >= 1
+
+
+def test_delayed_observations_drop_stale_actions(harness: Harness) -> None:
+    plan = FaultPlan(
+        tuple(FaultEvent("delayed", 0.0, 100.0, camera=c, params={"delay_s": 0.3}) for c in ("front", "wrist"))
+    )
+    harness.start_episode(plan)
+    harness.wait_for(lambda: len(harness.loop_status()) > 20, 10.0, "diagnostics during the delay")
+    harness.wait_for(lambda: len(harness.commands) > 20, 10.0, "commands during the delay")
+    dropped = [int(s["dropped_actions_last_chunk"]) for _, s in harness.loop_status()[5:]]
+    # Actions are due from the (300 ms old) observation time on: the first three or more
+    # of every chunk have passed when it arrives and are never sent.
+    assert np.median(dropped) >= 3, dropped
+    assert harness.unsafe_commands() == []
+    status = harness.camera_status("front")[-1]
+    assert "stale" in status["issues"] and 0 < int(status["noise_level"]) < harness.policy.K, json.dumps(status)

@@ -1,0 +1,76 @@
+"""Sequences from the episode start, the per-rank sampler, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from policy.normalizer import images_to_unit_range
+from training.config import compose_config, policy_spec
+from training.data import (
+    AugmentationConfig,
+    EpisodeSampler,
+    SequenceDataset,
+    fit_normalizer,
+    frames_to_model_input,
+    load_episodes,
+    open_store,
+    split_episodes,
+)
+
+from .helpers import tiny_overrides
+
+
+def _episodes(store_path: Path, tmp_path: Path):
+    config = compose_config(tiny_overrides(store_path, tmp_path / "run"))
+    spec = policy_spec(config)
+    store = open_store(store_path)
+    return spec, load_episodes(store, spec, store.episode_ids())
+
+
+def test_sequences_start_at_the_episode_start_and_mask_padding(tiny_store: Path, tmp_path: Path) -> None:
+    spec, episodes = _episodes(tiny_store, tmp_path)
+    normalizer = fit_normalizer(episodes, spec, margin=0.0)
+    data = SequenceDataset(episodes, normalizer, max_tokens=50)
+    assert data.sequence_length == max(len(e) for e in episodes)  # capped by the longest episode
+    sample = data[0]
+    np.testing.assert_array_equal(sample["frames"][: len(episodes[0])], episodes[0].frames)
+    assert not sample["valid"][len(episodes[0]) :].any()
+    assert sample["valid"][1 : len(episodes[0])].all()
+    # Normalised actions of the real tokens lie in [-1, 1] (min-max fitted on them).
+    real = sample["actions"][1 : len(episodes[0])]
+    assert real.min() >= -1 - 1e-6 and real.max() <= 1 + 1e-6
+    assert SequenceDataset(episodes, normalizer, max_tokens=3)[0]["frames"].shape[0] == 3
+
+
+def test_sampler_is_deterministic_disjoint_across_ranks_and_resumable() -> None:
+    ranks = [EpisodeSampler(10, 3, seed=1, rank=r, world_size=2) for r in range(2)]
+    first = [ranks[0].next_batch(), ranks[1].next_batch()]
+    assert not set(first[0][:3]) & set(first[1][:3])
+    again = EpisodeSampler(10, 3, seed=1, rank=0, world_size=2)
+    assert again.next_batch() == first[0]
+    resumed = EpisodeSampler(10, 3, seed=1, rank=0, world_size=2)
+    resumed.load_state_dict(ranks[0].state_dict())
+    assert resumed.next_batch() == ranks[0].next_batch()
+    with pytest.raises(ValueError, match="cannot feed 4 processes"):
+        EpisodeSampler(3, 1, seed=0, world_size=4)
+
+
+def test_split_keeps_whole_episodes_apart() -> None:
+    train, val = split_episodes([f"ep_{i}" for i in range(10)], 0.2, seed=0)
+    assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 10
+    assert split_episodes(["a", "b"], 0.1, seed=0)[1]  # at least one held out
+
+
+def test_conversion_matches_the_runtime_and_augmentation_is_seeded() -> None:
+    frames = torch.randint(0, 256, (2, 3, 2, 3, 16, 16), dtype=torch.uint8)
+    plain = frames_to_model_input(frames)
+    assert torch.equal(plain, images_to_unit_range(frames.permute(0, 1, 2, 4, 5, 3)))
+    config = AugmentationConfig(shift_px=2, brightness=0.1, contrast=0.1)
+    a = frames_to_model_input(frames, config, torch.Generator().manual_seed(3))
+    b = frames_to_model_input(frames, config, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, plain)
+    assert a.min() >= -1 and a.max() <= 1

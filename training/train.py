@@ -1,0 +1,102 @@
+"""`dfstack train` / `python -m training.train`: train a DF policy from an episode store.
+
+Arguments are Hydra overrides of the config tree in training/conf; see --help.
+Under torchrun every process runs this same entry point (DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+
+from .config import CONFIG_DIR, TrainingConfigError, compose_config
+
+EPILOG = textwrap.dedent(
+    """\
+    configuration groups (training/conf):
+      task=swap_fruit_sim        cameras, image size, rates, action spec, dataset path, augmentation
+      model=df|memoryless|teacher_forcing|tiny
+                                 the DF policy and its baselines (same code, other ModelConfig values)
+      optim=adamw                lr, warmup, cosine decay, batch size, EMA, gradient clipping, amp
+      logging=default            progress bar, TensorBoard, checkpoint interval
+      evaluation=default         validation loss and closed-loop simulator episodes
+      experiment=swap_fruit|swap_fruit_memoryless|swap_fruit_teacher_forcing   presets
+
+    examples:
+      python -m training.train experiment=swap_fruit task.dataset=data/swap_fruit.zarr
+      python -m training.train experiment=swap_fruit_memoryless task.dataset=data/swap_fruit.zarr \\
+          evaluation.sim_episodes=50
+      python -m training.train resume=outputs/swap_fruit-df          (continue a run exactly)
+      python -m torch.distributed.run --nproc_per_node=4 -m training.train experiment=swap_fruit \\
+          task.dataset=/data/swap_fruit.zarr device=cuda
+      python -m training.train --cfg model=tiny                     (print the resolved config)
+    """
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dfstack train",
+        description=f"Train the causal Diffusion Forcing policy on an episode store (Hydra config tree: {CONFIG_DIR}).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny optim.total_steps=200")
+    parser.add_argument("--cfg", action="store_true", help="print the resolved configuration and exit")
+    parser.add_argument("--json", action="store_true", help="print the run summary as one JSON line at the end")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = compose_config(args.overrides)
+    except TrainingConfigError as error:
+        print(f"dfstack train: {error}", file=sys.stderr)
+        return 2
+    if args.cfg:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(config))
+        return 0
+
+    from .trainer import Trainer
+
+    trainer = None
+    try:
+        trainer = Trainer(config)
+        result = trainer.train()
+    except TrainingConfigError as error:
+        print(f"dfstack train: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if trainer is not None:
+            trainer.close()
+    if trainer.is_main:
+        summary = {
+            "run_dir": str(result.run_dir),
+            "step": result.step,
+            "train_loss": result.train_loss,
+            "val_loss": result.val_loss,
+            "best_val_loss": result.best_val_loss,
+            "tokens_per_s": round(result.tokens_per_s, 1),
+            "seconds": round(result.seconds, 1),
+            "latest_checkpoint": str(result.latest_checkpoint),
+            "sim": result.sim,
+        }
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print(
+                f"trained {result.step} steps in {result.seconds:.0f} s ({result.tokens_per_s:.0f} tokens/s); "
+                f"loss {result.train_loss:.4f}, val {result.val_loss}; checkpoint {result.latest_checkpoint}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
