@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +29,8 @@ from df_policy.policy_node import PolicyNode, PolicyNodeError  # noqa: E402
 from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
+from harness import RosHarness  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -156,12 +154,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 LIMITS = SafetyLimits()
 
 
-class Harness:
-    """sim_robot_node, policy_node and a probe, spun by one executor in a thread."""
+class Harness(RosHarness):
+    """sim_robot_node, policy_node and a probe in one private context."""
 
     def __init__(self, checkpoint: Path) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        super().__init__()
         self.sim = SimRobotNode(
             parameter_overrides=[
                 Parameter("real_time_factor", value=1.0),
@@ -181,7 +178,6 @@ class Harness:
             ],
             context=self.context,
         )
-        self.probe = rclpy.create_node("probe", context=self.context)
         # (arrival time, command, the measured pose last seen before it)
         self.commands: list[tuple[float, PoseCommand, PoseCommand | None]] = []
         self.diagnostics: list[tuple[float, DiagnosticArray]] = []
@@ -195,16 +191,7 @@ class Harness:
         self.probe.create_subscription(
             Float64, qos.GRIPPER_WIDTH_COMMAND_TOPIC, lambda m: self.gripper.append(m.data), 10
         )
-        # One executor thread, as policy_node's main() uses: rclpy's multi-threaded executor
-        # busy-spins while a dispatched timer waits for a pool thread, starving the
-        # simulator and the tick of the GIL on a loaded machine.
-        self.executor = SingleThreadedExecutor(context=self.context)
-        for node in (self.sim, self.policy, self.probe):
-            self.executor.add_node(node)
-        self.spinning = threading.Event()
-        self.spinning.set()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.spin(self.sim, self.policy)
         self.sim.start()
         self.policy.start()
 
@@ -216,25 +203,6 @@ class Harness:
             measured_position, measured_quat = msg_to_pose(self.poses[-1])
             measured = PoseCommand(stamp, measured_position, measured_quat, LIMITS.gripper_max_m)
         self.commands.append((time.monotonic(), PoseCommand(stamp, position, quat, LIMITS.gripper_max_m), measured))
-
-    def _spin(self) -> None:
-        while self.spinning.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-    def call(self, service_type, name: str, request):
-        client = self.probe.create_client(service_type, name)
-        assert client.wait_for_service(timeout_sec=10.0), f"service {name} not available"
-        future = client.call_async(request)
-        self.wait_for(future.done, 10.0, f"a response from {name}")
-        return future.result()
 
     def start_episode(self, plan: FaultPlan | None) -> float:
         """Disable, set the fault plan, reset both nodes, enable; returns the start time."""
@@ -279,13 +247,7 @@ class Harness:
     def close(self) -> None:
         self.policy.stop()
         self.sim.stop()
-        self.spinning.clear()
-        self.thread.join(timeout=5.0)
-        self.executor.shutdown()
-        for node in (self.policy, self.sim, self.probe):
-            self.executor.remove_node(node)
-            node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        super().close()
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -18,8 +16,8 @@ from df_policy import qos  # noqa: E402
 from df_policy.conversions import msg_to_image, msg_to_pose, pose_to_msg  # noqa: E402
 from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
+from harness import RosHarness  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
@@ -31,52 +29,18 @@ from sim.faults import FaultEvent, FaultPlan  # noqa: E402
 CAMERA_TOPICS = [qos.camera_topic(c) for c in ("front", "wrist")]
 
 
-class Harness:
-    """The node under test and a probe node, spun by one executor in a thread."""
+class Harness(RosHarness):
+    """sim_robot_node and a probe in one private context."""
 
     def __init__(self, parameters: list[Parameter]) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        super().__init__()
         self.node = SimRobotNode(parameter_overrides=parameters, context=self.context)
-        self.probe = rclpy.create_node("probe", context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.probe)
-        self.spinning = threading.Event()
-        self.spinning.set()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.spin(self.node)
         self.node.start()
-
-    def _spin(self) -> None:
-        # spin_once in a loop (not executor.spin) so close() can stop spinning before the
-        # executor shuts down: no callback runs into a destroyed entity.
-        while self.spinning.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-    def call(self, service_type, name: str, request):
-        client = self.probe.create_client(service_type, name)
-        assert client.wait_for_service(timeout_sec=10.0), f"service {name} not available"
-        future = client.call_async(request)
-        self.wait_for(future.done, 10.0, f"a response from {name}")
-        return future.result()
 
     def close(self) -> None:
         self.node.stop()
-        self.spinning.clear()
-        self.thread.join(timeout=5.0)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.probe.destroy_node()
-        rclpy.shutdown(context=self.context)
+        super().close()
 
 
 @pytest.fixture(scope="module")

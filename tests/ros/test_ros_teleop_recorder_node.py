@@ -4,9 +4,7 @@ the training reader aligns."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from df_policy.conversions import msg_to_pose  # noqa: E402
 from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
 from df_policy.teleop_recorder_node import TeleopRecorderNode  # noqa: E402
 from geometry_msgs.msg import PoseStamped, Twist  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from harness import RosHarness  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Joy  # noqa: E402
@@ -35,12 +33,11 @@ from policy.spec import swap_fruit_spec  # noqa: E402
 IMAGE_SIZE = 32
 
 
-class Harness:
-    """The simulated robot, the recorder node and a probe, spun by one executor in a thread."""
+class Harness(RosHarness):
+    """The simulated robot, the recorder node and a probe in one private context."""
 
     def __init__(self, store: Path) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        super().__init__()
         self.robot = SimRobotNode(
             parameter_overrides=[Parameter("real_time_factor", value=1.0), Parameter("image_size", value=IMAGE_SIZE)],
             context=self.context,
@@ -58,48 +55,18 @@ class Harness:
             ],
             context=self.context,
         )
-        self.probe = rclpy.create_node("probe", context=self.context)
-        self.executor = SingleThreadedExecutor(
-            context=self.context
-        )  # a thread pool spins flat out and starves the simulator
-        for node in (self.robot, self.recorder, self.probe):
-            self.executor.add_node(node)
-        self.spinning = threading.Event()
-        self.spinning.set()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.spin(self.robot, self.recorder)
         self.robot.start()
 
-    def _spin(self) -> None:
-        while self.spinning.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-    def call(self, name: str) -> Trigger.Response:
-        client = self.probe.create_client(Trigger, f"/teleop_recorder/{name}")
-        assert client.wait_for_service(timeout_sec=10.0), f"service {name} not available"
-        future = client.call_async(Trigger.Request())
-        self.wait_for(future.done, 20.0, f"a response from {name}")
-        return future.result()
+    def call(self, name: str) -> Trigger.Response:  # type: ignore[override]
+        return super().call(Trigger, f"/teleop_recorder/{name}", Trigger.Request(), timeout=20.0)
 
     def close(self) -> None:
         self.robot.stop()
-        self.spinning.clear()
-        self.thread.join(timeout=5.0)
-        for node in (self.robot, self.recorder, self.probe):
-            self.executor.remove_node(node)  # no task of theirs outlives them
-        self.executor.shutdown()
+        super().close()
+
+    def after_spinning(self) -> None:
         self.recorder.shutdown()
-        for node in (self.robot, self.recorder, self.probe):
-            node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture(scope="module")
