@@ -204,6 +204,8 @@ def evaluate(
     mark_corrupted: bool = True,
     runner_config: RunnerConfig | None = None,
     seed: int = 1000,
+    progress: bool = False,
+    label: str = "",
 ) -> float:
     """Closed-loop accuracy through the real-time runner: the action after the go
     frame must point to the cued quadrant. Corrupted frames are marked k = K when
@@ -217,7 +219,7 @@ def evaluate(
     targets = task.targets()
     K = result.model.config.num_levels
     correct = 0
-    for episode_index in range(episodes):
+    for episode_index in tqdm(range(episodes), desc=f"evaluate {label}".strip(), disable=not progress, leave=False):
         episode = make_episode(task, rng, corruption_prob)
         runner.reset(seed=seed + episode_index)
         chunk = None
@@ -255,8 +257,10 @@ def run_demo(
         curves[name] = result.losses
         table[name] = {
             "train_seconds": result.seconds,
-            "clean_accuracy": evaluate(result, task, episodes),
-            "corrupted_accuracy": evaluate(result, task, episodes, corruption_prob=corruption_prob),
+            "clean_accuracy": evaluate(result, task, episodes, progress=progress, label=f"{name} clean"),
+            "corrupted_accuracy": evaluate(
+                result, task, episodes, corruption_prob=corruption_prob, progress=progress, label=f"{name} corrupted"
+            ),
         }
     table["_curves"] = curves  # type: ignore[assignment]
     return table
