@@ -25,23 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from sim.faults import FAULT_KINDS
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 # Fault plans by name: `none`, one fault kind (sim.faults.FAULT_KINDS), or `random` (any kind).
-FAULT_PLAN_CHOICES = (
-    "none",
-    "random",
-    "blackout",
-    "occlusion",
-    "hand",
-    "frozen",
-    "dropped",
-    "delayed",
-    "noise",
-    "blur",
-    "distractor",
-    "state_dropout",
-)
+FAULT_PLAN_CHOICES = ("none", "random", *FAULT_KINDS)  # sim.faults is numpy only
 DEFAULT_MAX_STEPS = 300  # about 2.5x the scripted expert's 120-step episodes
 DEFAULT_EVAL_SEED = 100_000  # far from the seeds demonstrations are recorded with
 

@@ -31,6 +31,7 @@ from df_policy import qos
 from df_policy.conversions import pose_to_msg
 from policy.commanding import PoseCommand
 from policy.geometry import quat_to_matrix
+from sim.franka import DH_TABLE, FLANGE_D, HAND_TCP_D
 
 ARM_SINKS = ("pose", "joint_trajectory")
 GRIPPER_SINKS = ("width_topic", "franka_action", "none")
@@ -55,18 +56,8 @@ class PoseStampedSink:
         self._publisher.publish(pose_to_msg(command.position, command.quat_xyzw, command.stamp, self.frame_id))
 
 
-# Franka's modified DH parameters (a, d, alpha) for joints 1..7, the flange offset and
-# the hand's tool centre point (Franka Hand: 0.1034 m along z, turned -45 deg about z).
-_FRANKA_DH = (
-    (0.0, 0.333, 0.0),
-    (0.0, 0.0, -math.pi / 2),
-    (0.0, 0.316, math.pi / 2),
-    (0.0825, 0.0, math.pi / 2),
-    (-0.0825, 0.384, -math.pi / 2),
-    (0.0, 0.0, math.pi / 2),
-    (0.088, 0.0, math.pi / 2),
-)
-_FLANGE_TO_TCP_Z = 0.107 + 0.1034
+# Franka's kinematics live once, in sim.franka (numpy only: importing it loads no MuJoCo).
+_FLANGE_TO_TCP_Z = FLANGE_D + HAND_TCP_D
 _HAND_YAW = -math.pi / 4
 JOINT_LIMITS = {
     "fr3": (
@@ -84,7 +75,7 @@ JOINT_PREFIX = {"fr3": "fr3_joint", "fer": "panda_joint"}
 def franka_tcp_pose(joints: np.ndarray) -> np.ndarray:
     """4x4 pose of the Franka Hand's TCP in the base frame."""
     pose = np.eye(4)
-    for (a, d, alpha), theta in zip(_FRANKA_DH, np.asarray(joints, dtype=np.float64), strict=True):
+    for (a, d, alpha), theta in zip(DH_TABLE, np.asarray(joints, dtype=np.float64), strict=True):
         ca, sa, ct, st = math.cos(alpha), math.sin(alpha), math.cos(theta), math.sin(theta)
         link = np.array(
             [
