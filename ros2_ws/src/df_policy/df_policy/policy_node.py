@@ -61,7 +61,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
@@ -76,6 +75,7 @@ from df_policy.conversions import (
     msg_to_pose,
     time_to_seconds,
 )
+from df_policy.node_main import spin_until_shutdown
 from df_policy.sinks import (
     ARM_SINKS,
     GRIPPER_SINKS,
@@ -710,19 +710,7 @@ def main(args: list[str] | None = None) -> None:
         rclpy.shutdown()
         sys.exit(2)
     node.start()
-    executor = make_executor(str(node.params["executor"]))
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop()
-        # A thread pool's workers may sit in a long callback: do not wait for ever.
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_until_shutdown(node, make_executor(str(node.params["executor"])), on_stop=node.stop)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from typing import Any
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
@@ -47,6 +48,7 @@ from df_policy.conversions import (
     msg_to_pose,
     pose_to_msg,
 )
+from df_policy.node_main import spin_until_shutdown
 from sim.env import EnvConfig
 from sim.faults import FaultPlan
 from sim.franka import FINGER_JOINT_NAMES, JOINT_NAMES
@@ -309,15 +311,7 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=argv)
     node = SimRobotNode()
     node.start()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.stop()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_until_shutdown(node, SingleThreadedExecutor(), on_stop=node.stop)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from data_collection.teleop_session import (
 )
 from df_policy import qos
 from df_policy.conversions import ConversionError, msg_to_image, msg_to_pose, pose_to_msg, time_to_seconds
+from df_policy.node_main import spin_until_shutdown
 
 PARAMETER_DEFAULTS: dict[str, Any] = {
     "store_path": "demos.zarr",  # created if missing
@@ -372,18 +373,7 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=argv)
     node = TeleopRecorderNode()
     executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        while rclpy.ok() and not node.quit_requested:
-            executor.spin_once(timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.shutdown()
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_until_shutdown(node, executor, should_stop=lambda: node.quit_requested, on_stop=node.shutdown)
 
 
 if __name__ == "__main__":
