@@ -8,7 +8,7 @@ NETNS := scripts/in_netns.sh
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv test test-fast lint demo bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e clean
+.PHONY: help venv test test-fast lint demo demo-memory bench-paper bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -34,10 +34,14 @@ test-fast: $(STAMP)  ## tests without ROS, sim or slow markers
 lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check .
 
-demo: $(STAMP)  ## the main job (for now: the synthetic memory demonstration)
-	@echo "make demo: the simulated swap-fruit demo arrives with issue 7;"
-	@echo "until then this runs the synthetic memory demonstration of the DF policy core."
+demo: $(STAMP)  ## swap fruit on the simulated Franka: record demos, train DF, run it through the ROS 2 nodes, report
+	$(NETNS) $(PY) -m dfstack.demo $(DEMO_ARGS)
+
+demo-memory: $(STAMP)  ## the synthetic memory task: DF vs teacher forcing vs memoryless in 3 minutes
 	$(PY) -m policy.synthetic_memory --report-dir reports/memory_demo
+
+bench-paper: $(STAMP)  ## the paper's table in simulation: DF vs memoryless vs teacher forcing, 3 seeds (hours)
+	$(PY) -m benchmarks.bench_paper $(BENCH_PAPER_ARGS)
 
 bench-latency: $(STAMP)  ## runner per-tick latency vs a Diffusion-Policy-style reference (2 CPU threads)
 	$(PY) -m benchmarks.bench_latency

@@ -54,9 +54,7 @@ def run_child(store_path: Path, journal: Path, seed: int, durable: bool) -> None
     from data_collection.store import EpisodeStore
 
     rng = np.random.default_rng(seed)
-    store = EpisodeStore.open_or_create(
-        store_path, StoreSettings(policy_image_sizes=((32, 32),)), durable=durable
-    )
+    store = EpisodeStore.open_or_create(store_path, StoreSettings(policy_image_sizes=((32, 32),)), durable=durable)
     fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def note(event: str, **fields: Any) -> None:
@@ -121,9 +119,7 @@ def _phase(events: list[dict[str, Any]]) -> str:
     }.get(last, "between episodes")
 
 
-def run_trial(
-    store_path: Path, journal: Path, seed: int, delay_s: float, durable: bool
-) -> dict[str, Any]:
+def run_trial(store_path: Path, journal: Path, seed: int, delay_s: float, durable: bool) -> dict[str, Any]:
     from data_collection.store import EpisodeStore
 
     before = len(_read_journal(journal))
@@ -144,13 +140,9 @@ def run_trial(
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
-    while (
-        len(_read_journal(journal)) == before
-    ):  # wait for "ready": kill while writing, not importing
+    while len(_read_journal(journal)) == before:  # wait for "ready": kill while writing, not importing
         if child.poll() is not None:
-            raise RuntimeError(
-                f"recording child exited early: {child.stderr.read().decode()[-2000:]}"
-            )
+            raise RuntimeError(f"recording child exited early: {child.stderr.read().decode()[-2000:]}")
         if time.monotonic() > deadline:
             child.kill()
             raise RuntimeError("recording child did not start within 60 s")
@@ -188,10 +180,7 @@ def run_trial(
         problems = store.verify_episode(episode_id, checksums=True)
         stored = store.metadata(episode_id).get("checksums")
         if problems or stored != checksums:
-            lost.append(
-                f"{episode_id}: "
-                + ("; ".join(problems) or "checksums differ from those taken at commit")
-            )
+            lost.append(f"{episode_id}: " + ("; ".join(problems) or "checksums differ from those taken at commit"))
     unlogged = sorted(present - set(expected))
     unlogged_bad = [e for e in unlogged if store.verify_episode(e, checksums=True)]
     result.update(
@@ -218,23 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trials", type=int, default=20, help="number of kills (default 20)")
-    parser.add_argument(
-        "--quick", action="store_true", help="3 trials with short delays (a smoke test)"
-    )
+    parser.add_argument("--quick", action="store_true", help="3 trials with short delays (a smoke test)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--min-delay", type=float, default=0.05, help="shortest time to the kill after start (s)"
-    )
-    parser.add_argument(
-        "--max-delay", type=float, default=3.0, help="longest time to the kill after start (s)"
-    )
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="where to put the store (default: a temp dir)"
-    )
+    parser.add_argument("--min-delay", type=float, default=0.05, help="shortest time to the kill after start (s)")
+    parser.add_argument("--max-delay", type=float, default=3.0, help="longest time to the kill after start (s)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to put the store (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the store and journal")
-    parser.add_argument(
-        "--not-durable", action="store_true", help="skip the sync before each commit's rename"
-    )
+    parser.add_argument("--not-durable", action="store_true", help="skip the sync before each commit's rename")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--journal", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -252,9 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for trial in range(trials):
         delay = rng.uniform(args.min_delay, max_delay)
-        result = run_trial(
-            store_path, journal, seed=args.seed * 1000 + trial, delay_s=delay, durable=durable
-        )
+        result = run_trial(store_path, journal, seed=args.seed * 1000 + trial, delay_s=delay, durable=durable)
         results.append(result)
         print(
             f"trial {trial + 1}/{trials}: killed after {delay:.2f} s while {result['phase']}; "
@@ -271,15 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "trials": trials,
         "stores_opened": sum(bool(r.get("opened")) for r in results),
-        "committed_episodes_lost": sum(
-            len(r.get("lost", [])) + len(r.get("lost_after_repair", [])) for r in results
-        ),
+        "committed_episodes_lost": sum(len(r.get("lost", [])) + len(r.get("lost_after_repair", [])) for r in results),
         "committed_episodes_checked": sum(r.get("expected", 0) for r in results),
         "unlogged_committed_corrupt": sum(len(r.get("unlogged_bad", [])) for r in results),
         "repaired_valid": sum(bool(r.get("valid_after_repair")) for r in results),
-        "repair_actions": dict(
-            sum((Counter(r.get("repair_counts", {})) for r in results), Counter())
-        ),
+        "repair_actions": dict(sum((Counter(r.get("repair_counts", {})) for r in results), Counter())),
         "kill_phases": dict(Counter(r["phase"] for r in results)),
         "episodes_in_store": final_episodes,
         "durable": durable,

@@ -24,8 +24,9 @@ costs the same whatever the rate, so latency is what it would be at 2.5 Hz; jitt
 measured against the faster period, which is the harder case.
 
 On a shared machine, other processes' load shows up directly in the tail: the JSON
-reports the load average, and --nice -10 gives the benchmark the priority a robot
-computer gives its policy node.
+reports the load average (at the start: the other work; at the end: with the benchmark's
+own, about 0.5), and --nice -10 gives the benchmark the priority a robot computer gives
+its policy node.
 
 The last line printed is one JSON object.
 """
@@ -179,6 +180,7 @@ def run_policy(args: argparse.Namespace) -> dict:
     from df_policy.policy_node import PolicyNode, make_executor
     from rclpy.parameter import Parameter
 
+    load_at_start = os.getloadavg()[0]  # other work on the machine, before the benchmark adds its own
     workdir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     checkpoint = make_checkpoint(workdir / "checkpoint")
     robot = subprocess.Popen(
@@ -261,6 +263,7 @@ def run_policy(args: argparse.Namespace) -> dict:
         "wall_s": round(elapsed, 1),
         "nice": os.nice(0),
         "load_average_1min": round(os.getloadavg()[0], 2),
+        "load_average_1min_at_start": round(load_at_start, 2),
         "cpu_count": os.cpu_count(),
     }
 

@@ -52,9 +52,7 @@ class Producer(threading.Thread):
     """Calls recorder.add at `rate_hz` with stamps on the nominal grid; catches up after a
     late wake-up instead of skipping (a late callback still delivers every message)."""
 
-    def __init__(
-        self, recorder: Any, stream: str, rate_hz: float, make_value: Any, start: float, stop: float
-    ) -> None:
+    def __init__(self, recorder: Any, stream: str, rate_hz: float, make_value: Any, start: float, stop: float) -> None:
         super().__init__(name=f"producer-{stream}", daemon=True)
         self.recorder, self.stream, self.period = recorder, stream, 1.0 / rate_hz
         self.make_value, self.start_time, self.stop_time = make_value, start, stop
@@ -79,15 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="recording length (default 60)")
     parser.add_argument("--quick", action="store_true", help="record 3 s only (a smoke test)")
-    parser.add_argument(
-        "--codec", default="zstd", choices=("zstd", "lz4", "none"), help="image codec of the store"
-    )
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="where to put the store (default: a temp dir)"
-    )
-    parser.add_argument(
-        "--reader-seconds", type=float, default=3.0, help="how long to sample training windows"
-    )
+    parser.add_argument("--codec", default="zstd", choices=("zstd", "lz4", "none"), help="image codec of the store")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to put the store (default: a temp dir)")
+    parser.add_argument("--reader-seconds", type=float, default=3.0, help="how long to sample training windows")
     args = parser.parse_args(argv)
     seconds = 3.0 if args.quick else args.seconds
 

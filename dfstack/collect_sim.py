@@ -61,7 +61,7 @@ class SimCollectionConfig:
     state_rate_hz: float = 100.0
     gripper_rate_hz: float = 15.0
     max_steps: int = 300  # expert actions (0.1 s each) before an episode is cut off
-    extra_steps: int = 2  # actions holding the last target after the expert is done
+    extra_steps: int = 12  # actions holding the rest pose after the expert is done: the policy learns to stay
 
     def __post_init__(self) -> None:
         if self.image_size < 8:

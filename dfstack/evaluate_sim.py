@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,12 @@ from sim.faults import FAULT_KINDS
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 # Fault plans by name: `none`, one fault kind (sim.faults.FAULT_KINDS), or `random` (any kind).
-FAULT_PLAN_CHOICES = ("none", "random", *FAULT_KINDS)  # sim.faults is numpy only
+# `paper`: the Diffusion Forcing paper's robustness test (front camera fully occluded for
+# spans, and a distractor), sim.faults.FaultPlan.occlusion_test.
+FAULT_PLAN_CHOICES = ("none", "random", "paper", *FAULT_KINDS)  # sim.faults is numpy only
 DEFAULT_MAX_STEPS = 300  # about 2.5x the scripted expert's 120-step episodes
 DEFAULT_EVAL_SEED = 100_000  # far from the seeds demonstrations are recorded with
+STEADY_WINDOW_STEPS = 50  # EpisodeResult.final_motion_m looks at the last 5 s
 
 
 @dataclass
@@ -47,6 +51,10 @@ class EvalSettings:
     runner: Any = None  # policy.runner.RunnerConfig (None: its defaults)
     use_surprise: bool = False
     video_episodes: int = 1  # episodes recorded into the video (from the first)
+    # True: an episode ends at its first success (a trial is scored when the fruits are
+    # swapped). False: it runs all max_steps and counts as a success only if the task is
+    # still done at the end, which checks that the policy stops and stays put.
+    stop_at_success: bool = True
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -69,6 +77,15 @@ class EpisodeResult:
     mean_tick_ms: float
     unusable_frames: int  # camera frames the agent marked k = K
     fault_plan: dict[str, Any]
+    first_success_step: int | None = None  # env steps to the first success (None: never)
+    # How far the end effector moved over the episode's last STEADY_WINDOW_STEPS steps
+    # (largest distance from its final position, m): a policy that has finished and
+    # rests stays within millimetres; one that keeps working moves decimetres.
+    final_motion_m: float | None = None
+    # Policy targets the robot's safety filter would have to clamp or refuse (outside the
+    # workspace, non-finite, gripper out of range, faster than the speed limit): 0 means
+    # the policy alone stays safe, before any filter.
+    unsafe_actions: int = 0
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,17 +100,9 @@ class EvalResult:
     def success_rate(self) -> float:
         return self.successes / max(1, len(self.episodes))
 
-    @property
-    def confidence_interval(self) -> tuple[float, float]:
-        return wilson_interval(self.successes, len(self.episodes))
-
     def summary(self) -> dict[str, Any]:
-        low, high = self.confidence_interval
         return {
-            "success_rate": self.success_rate,
-            "ci95": [round(low, 4), round(high, 4)],
-            "successes": self.successes,
-            "episodes": len(self.episodes),
+            **success_summary(self.successes, len(self.episodes)),
             "fault_plan": self.settings.get("fault_plan"),
             "mean_steps": float(np.mean([e.steps for e in self.episodes])),
             "seconds": round(self.seconds, 1),
@@ -101,6 +110,17 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "settings": self.settings, "per_episode": [asdict(e) for e in self.episodes]}
+
+
+def success_summary(successes: int, episodes: int) -> dict[str, Any]:
+    """The success figures every evaluation reports: rate, 95 % Wilson interval, counts."""
+    low, high = wilson_interval(successes, episodes)
+    return {
+        "success_rate": successes / max(1, episodes),
+        "ci95": [round(low, 4), round(high, 4)],
+        "successes": successes,
+        "episodes": episodes,
+    }
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -123,11 +143,14 @@ def fault_plan_for(settings: EvalSettings, seed: int, cameras: tuple[str, ...]) 
         return FaultPlan.none()
     if settings.fault_plan not in FAULT_PLAN_CHOICES:
         return FaultPlan.from_json(Path(settings.fault_plan).read_text())
+    duration = min(settings.max_steps * 0.1, 20.0) * 0.6  # faults fall while the task is still under way
+    if settings.fault_plan == "paper":
+        return FaultPlan.occlusion_test(seed=seed, duration_s=duration, camera=cameras[0])
     kinds = FAULT_KINDS if settings.fault_plan == "random" else (settings.fault_plan,)
     low, high = settings.fault_span_s
     return FaultPlan.random(
         seed=seed,
-        duration_s=settings.max_steps * 0.1 * 0.6,  # faults fall while the task is still under way
+        duration_s=duration,
         cameras=cameras,
         kinds=kinds,
         events=settings.fault_events,
@@ -174,6 +197,24 @@ def write_gif(frames: list[np.ndarray], path: str | Path, fps: float = 2.5) -> P
     return path
 
 
+def unsafe_target_problems(target: np.ndarray, previous: np.ndarray | None, period_s: float) -> list[str]:
+    """What is unsafe about one 10-D policy target (position, rot6d, gripper) against the
+    default SafetyLimits, sent `period_s` after `previous` (the policy_node's limits)."""
+    from policy.commanding import PoseCommand, SafetyLimits, limit_violations
+    from policy.geometry import rot6d_to_quat
+
+    limits = SafetyLimits()
+    if not np.all(np.isfinite(target)):
+        return ["non-finite values"]
+    command = PoseCommand(0.0, target[:3], rot6d_to_quat(target[3:9]), float(target[9]))
+    problems = limit_violations(limits, command)
+    if previous is not None and np.all(np.isfinite(previous)):
+        speed = float(np.linalg.norm(target[:3] - previous[:3])) / period_s
+        if speed > limits.max_linear_speed_m_s:
+            problems.append(f"speed {speed:.2f} m/s exceeds {limits.max_linear_speed_m_s} m/s")
+    return problems
+
+
 def run_episode(
     env: Any, agent: Any, seed: int, settings: EvalSettings, video: list[np.ndarray] | None = None
 ) -> EpisodeResult:
@@ -185,7 +226,10 @@ def run_episode(
     agent.reset(seed)
     steps, ticks, unusable, tick_seconds = 0, 0, 0, 0.0
     success = env.success()
-    while steps < settings.max_steps and not success:
+    first_success_step: int | None = 0 if success else None
+    recent_positions: deque[np.ndarray] = deque(maxlen=STEADY_WINDOW_STEPS)
+    unsafe, previous_target = 0, None
+    while steps < settings.max_steps and not (success and settings.stop_at_success):
         cameras = {}
         for name in spec.camera_names:
             image = observation.images.get(name)
@@ -209,11 +253,20 @@ def run_episode(
             caption += _level_text(levels, agent.K)
             video.append(_video_frame(dict(observation.images), tick.chunk.predicted_frames, caption))
         for action in tick.chunk.actions[: spec.actions_per_token]:
-            observation = env.step(np.asarray(action, dtype=np.float64))
+            target = np.asarray(action, dtype=np.float64)
+            unsafe += bool(unsafe_target_problems(target, previous_target, env.config.step_period_s))
+            previous_target = target
+            observation = env.step(target)
             steps += 1
+            recent_positions.append(observation.state.ee_position.copy())
             if steps >= settings.max_steps:
                 break
         success = env.success()
+        if success and first_success_step is None:
+            first_success_step = steps
+    final_motion = None
+    if len(recent_positions) == STEADY_WINDOW_STEPS:
+        final_motion = max(float(np.linalg.norm(p - recent_positions[-1])) for p in recent_positions)
     return EpisodeResult(
         seed=seed,
         success=bool(success),
@@ -224,6 +277,9 @@ def run_episode(
         unusable_frames=unusable,
         fault_plan=plan.to_dict(),
         report=env.success_report(),
+        first_success_step=first_success_step,
+        final_motion_m=final_motion,
+        unsafe_actions=unsafe,
     )
 
 
@@ -330,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fault-events", type=int, default=3, help="fault events per episode for a named plan")
     parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="env steps before giving up")
+    parser.add_argument(
+        "--full-episodes",
+        action="store_true",
+        help="run every episode for --max-steps and score the final state (the policy must stop and stay put)",
+    )
     parser.add_argument("--schedule", default="pyramid", help="runner scheduling matrix: pyramid|autoregressive|full")
     parser.add_argument("--horizon", type=int, default=2, help="runner horizon in tokens")
     parser.add_argument("--steps", type=int, default=8, help="denoising steps")
@@ -352,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             fault_plan=args.fault_plan,
             fault_events=args.fault_events,
             max_steps=args.max_steps,
+            stop_at_success=not args.full_episodes,
             runner=RunnerConfig(schedule=args.schedule, horizon=args.horizon, steps=args.steps),
             use_surprise=args.surprise,
             video_episodes=args.video_episodes,

@@ -177,10 +177,20 @@ class DFPolicyModel(nn.Module):
         batch = frames.shape[0]
         K = self.config.num_levels
         parts: list[torch.Tensor] = []
-        unknown = frame_levels == K
+        seen = (frame_levels < K).flatten()
         encoded: torch.Tensor | None = None
-        if self.num_cameras and not bool(unknown.all()):
-            encoded = self.image_encoder(frames.flatten(0, 1)).view(batch, self.num_cameras, -1)
+        if self.num_cameras and bool(seen.any()):
+            # Only frames below level K are encoded: at K the gate is exactly zero, so the
+            # rest cost nothing (in training most are: future tokens, unknown draws, padding).
+            flat = frames.flatten(0, 1)
+            if bool(seen.all()):
+                encoded = self.image_encoder(flat)
+            else:
+                features = self.image_encoder(flat[seen])
+                encoded = features.new_zeros(flat.shape[0], features.shape[-1]).index_copy(
+                    0, seen.nonzero().squeeze(1), features
+                )
+            encoded = encoded.view(batch, self.num_cameras, -1)
         for i in range(self.num_cameras):
             level = frame_levels[:, i]
             part = self.level_embedding(level) + self.part_embedding[i]

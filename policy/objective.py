@@ -136,25 +136,39 @@ def sample_levels(
         frame_levels = torch.where(future[..., None], torch.full_like(frame_levels, K), frame_levels)
         proprio_levels = torch.where(future, torch.full_like(proprio_levels, K), proprio_levels)
 
-    if config.burst_prob > 0 and T > 1:
-        # An occlusion: one camera (or all of them) unusable for consecutive tokens.
-        for b in range(B):
-            if float(rand(1)) >= config.burst_prob:
-                continue
-            length = int(torch.randint(config.burst_min_tokens, config.burst_max_tokens + 1, (1,), generator=generator))
-            length = min(length, T)
-            start = int(torch.randint(0, T - length + 1, (1,), generator=generator))
-            camera = int(torch.randint(0, N + 1, (1,), generator=generator))  # N means every camera
-            if camera == N:
-                frame_levels[b, start : start + length, :] = K
-            else:
-                frame_levels[b, start : start + length, camera] = K
+    frame_levels = torch.where(_burst_mask(B, T, N, config, generator).to(device), K, frame_levels)
 
     clean_first = rand(B) < config.clean_first_prob
     frame_levels[:, 0] = torch.where(clean_first[:, None], torch.zeros_like(frame_levels[:, 0]), frame_levels[:, 0])
     proprio_levels[:, 0] = torch.where(clean_first, torch.zeros_like(proprio_levels[:, 0]), proprio_levels[:, 0])
     action_levels[:, 0] = K
+    # Padding after an episode's end is unobserved: nothing to encode, and it comes after
+    # every real token, so the real tokens' latents and losses are unchanged.
+    padding = ~batch.valid.to(device)
+    frame_levels = torch.where(padding[..., None], torch.full_like(frame_levels, K), frame_levels)
     return NoiseLevels(frame_levels, proprio_levels, action_levels)
+
+
+def _burst_mask(
+    batch_size: int, tokens: int, cameras: int, config: ObjectiveConfig, generator: torch.Generator | None
+) -> torch.Tensor:
+    """(B, T, N) True where an occlusion makes a camera unusable: with burst_prob per
+    sequence, one camera (or all of them) for burst_min..max consecutive tokens."""
+    mask = torch.zeros(batch_size, tokens, cameras, dtype=torch.bool)
+    if config.burst_prob <= 0 or tokens <= 1:
+        return mask
+    for b in range(batch_size):
+        if float(torch.rand(1, generator=generator)) >= config.burst_prob:
+            continue
+        length = int(torch.randint(config.burst_min_tokens, config.burst_max_tokens + 1, (1,), generator=generator))
+        length = min(length, tokens)
+        start = int(torch.randint(0, tokens - length + 1, (1,), generator=generator))
+        camera = int(torch.randint(0, cameras + 1, (1,), generator=generator))  # `cameras` means all
+        if camera == cameras:
+            mask[b, start : start + length, :] = True
+        else:
+            mask[b, start : start + length, camera] = True
+    return mask
 
 
 def _embed_sequence(
@@ -245,6 +259,17 @@ def diffusion_forcing_loss(
         context, _, _ = _embed_sequence(model, batch, clean, generator)
     embeddings, _, action_noise = _embed_sequence(model, batch, levels, generator)
     latents = roll_latents(model, embeddings, context)
+    return _loss(model, batch, config, levels, latents, action_noise)
+
+
+def _loss(
+    model: DFPolicyModel,
+    batch: TokenBatch,
+    config: ObjectiveConfig,
+    levels: NoiseLevels,
+    latents: torch.Tensor,
+    action_noise: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
     B, T, _ = latents.shape
     prediction = model.predict(latents.flatten(0, 1))
     schedule = model.schedule

@@ -149,7 +149,7 @@ class TrainResult:
     normalizer: Normalizer
     losses: list[float]
     seconds: float  # wall clock
-    cpu_seconds_per_thread: float  # the same work on an idle machine; immune to other load
+    cpu_seconds_per_thread: float  # CPU time of the training per thread (OpenMP spin-waits inflate it under load)
 
 
 def train(

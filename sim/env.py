@@ -84,10 +84,18 @@ class EnvConfig:
     # identical frames; a renderer does whenever the scene is still, which frame health
     # would rightly call a frozen camera. Seeded by (episode, camera, time): deterministic.
     sensor_noise_sigma: float = 2.0
+    # Which fruit the demonstrator moves first: "apple" (a fixed protocol, as a human
+    # demonstrator keeps one habit) or "random" (either, per episode). A fixed first fruit
+    # keeps the demonstrations unimodal, so a policy trained for minutes on a CPU learns
+    # them; memory is needed either way: after the first move the table shows a valid
+    # start again, and a memoryless policy moves the apple straight back.
+    first_fruit: str = "apple"
 
     def __post_init__(self) -> None:
         if self.sensor_noise_sigma < 0:
             raise ValueError(f"sensor_noise_sigma must be >= 0, got {self.sensor_noise_sigma}")
+        if self.first_fruit not in (*FRUITS, "random"):
+            raise ValueError(f"first_fruit must be one of {[*FRUITS, 'random']}, got {self.first_fruit!r}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8 px, got {self.image_size}")
         unknown = [c for c in self.cameras if c not in CAMERAS]
@@ -261,7 +269,8 @@ class SwapFruitEnv:
         rng = np.random.default_rng([int(seed), 0x5EED])
         slots = rng.permutation(3)
         fruit_slots = {FRUITS[0]: int(slots[0]), FRUITS[1]: int(slots[1])}
-        first_fruit = FRUITS[int(rng.integers(0, 2))]
+        drawn_first = FRUITS[int(rng.integers(0, 2))]  # drawn always: the other draws stay the same
+        first_fruit = drawn_first if self.config.first_fruit == "random" else self.config.first_fruit
         jitter = rng.uniform(-self.config.slot_jitter_m, self.config.slot_jitter_m, size=(2, 2))
 
         mujoco.mj_resetData(self.model, self.data)

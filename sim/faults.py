@@ -165,6 +165,44 @@ class FaultPlan:
         drawn.sort(key=lambda e: (e.start_s, e.kind))
         return cls(tuple(drawn), seed=seed)
 
+    @classmethod
+    def occlusion_test(
+        cls,
+        seed: int,
+        duration_s: float = 15.0,
+        camera: str = "front",
+        blackouts: int = 2,
+        min_span_s: float = 1.5,
+        max_span_s: float = 3.0,
+        distractor: bool = True,
+    ) -> FaultPlan:
+        """The Diffusion Forcing paper's robustness test, as a plan: `camera` fully
+        occluded (black) for `blackouts` spans that do not overlap, and a distractor object
+        on the table for one span, all drawn from `seed` within `duration_s`."""
+        if blackouts < 0 or duration_s <= 0 or not 0 < min_span_s <= max_span_s:
+            raise ValueError(
+                "need blackouts >= 0, duration_s > 0 and 0 < min_span_s <= max_span_s, got "
+                f"{blackouts}, {duration_s}, {min_span_s}, {max_span_s}"
+            )
+        rng = np.random.default_rng([seed, 0x0CC1])
+        # Blackouts fall in separate, equal sub-windows of the duration, so they never merge.
+        window = duration_s / max(blackouts, 1)
+        events = []
+        for index in range(blackouts):
+            # Short episodes get shorter spans (each stays inside its window).
+            span = float(rng.uniform(min(min_span_s, window), min(max_span_s, window)))
+            start = index * window + float(rng.uniform(0.0, max(0.0, window - span)))
+            events.append(
+                FaultEvent("blackout", round(start, 3), round(start + span, 3), camera, int(rng.integers(2**31 - 1)))
+            )
+        if distractor:
+            span = float(rng.uniform(min(min_span_s, duration_s), min(max_span_s, duration_s)))
+            start = float(rng.uniform(0.0, max(0.0, duration_s - span)))
+            events.append(
+                FaultEvent("distractor", round(start, 3), round(start + span, 3), None, int(rng.integers(2**31 - 1)))
+            )
+        return cls(tuple(sorted(events, key=lambda e: (e.start_s, e.kind))), seed=seed)
+
     def active(self, t: float) -> list[FaultEvent]:
         return [e for e in self.events if e.active(t)]
 

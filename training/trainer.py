@@ -88,6 +88,13 @@ class _LossModule(nn.Module):
         return diffusion_forcing_loss(self.model, batch, self.objective, generator)
 
 
+def _append_json_line(file: Any, record: dict[str, Any]) -> None:
+    """One JSON object per line, flushed: the curve survives a killed run."""
+    if file is not None:
+        file.write(json.dumps(record) + "\n")
+        file.flush()
+
+
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     """The generator for all random draws of one step of one rank."""
     state = np.random.SeedSequence([seed, rank, step, 0x7E47]).generate_state(1, dtype=np.uint64)[0]
@@ -220,12 +227,18 @@ class Trainer:
         self.total_steps = int(optim.total_steps)
         if self.total_steps < 1:
             raise TrainingConfigError(f"optim.total_steps must be >= 1, got {self.total_steps}")
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            cosine_with_warmup(int(optim.warmup_steps), self.total_steps, float(optim.min_lr_ratio)),
-        )
+        self.time_budget_s = float(config.time_budget_s) if config.get("time_budget_s") is not None else None
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise TrainingConfigError(f"time_budget_s must be > 0 seconds or null, got {self.time_budget_s}")
+        # With a time budget the schedule runs on "schedule steps": the real step or the
+        # share of the budget spent, scaled to total_steps, whichever is further on, so
+        # the learning rate has decayed when the time is up however fast the machine is.
+        self._schedule_step = 0
+        factor = cosine_with_warmup(int(optim.warmup_steps), self.total_steps, float(optim.min_lr_ratio))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: factor(self._schedule_step))
         self.sampler = EpisodeSampler(len(self.train_data), int(optim.batch_size), seed, self.rank, self.world_size)
         self.step = 0
+        self._started: float | None = None  # set when train() starts (the time budget's clock)
         self.best_val_loss: float | None = None
         if self.resume is not None:
             self._load_resume()
@@ -258,7 +271,7 @@ class Trainer:
         scheduler_state = dict(state["scheduler"])
         self.scheduler.load_state_dict(scheduler_state)
         self.sampler.load_state_dict(state["sampler"])
-        self.step = int(state["step"])
+        self.step = self._schedule_step = int(state["step"])
         self.best_val_loss = state.get("best_val_loss")
         restore_rng(state["rng_tensors"], state["rng"])
 
@@ -282,8 +295,12 @@ class Trainer:
         if clip > 0:
             metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         self.optimizer.step()
-        self.scheduler.step()
         self.step += 1
+        self._schedule_step = self.step
+        if self.time_budget_s is not None and self._started is not None:
+            spent = (time.perf_counter() - self._started) / self.time_budget_s
+            self._schedule_step = max(self.step, int(spent * self.total_steps))
+        self.scheduler.step()
         self.ema.update(self.model, self.step)
         return metrics, int(host["valid"].sum())
 
@@ -297,7 +314,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
         bar = self._progress()
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
+        metrics_file = (self.run_dir / "metrics.jsonl").open("a") if self.is_main else None
         window_tokens, window_start = 0, time.perf_counter()
         tokens_per_s = 0.0
         metrics: dict[str, float] = {"loss": float("nan")}
@@ -320,7 +338,10 @@ class Trainer:
                     tokens_per_s = window_tokens / max(elapsed, 1e-9)
                     window_tokens, window_start = 0, time.perf_counter()
                     lr = self.scheduler.get_last_lr()[0]
-                    history.append({"step": self.step, "lr": lr, "tokens_per_s": tokens_per_s, **metrics})
+                    record = {"step": self.step, "lr": lr, "tokens_per_s": tokens_per_s, **metrics}
+                    record["elapsed_s"] = time.perf_counter() - started
+                    history.append(record)
+                    _append_json_line(metrics_file, record)
                     if writer is not None:
                         for name, value in metrics.items():
                             writer.add_scalar(f"train/{name}", value, self.step)
@@ -330,13 +351,21 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}")
-                final = self.step == self.total_steps
+                out_of_time = self.time_budget_s is not None and time.perf_counter() - started >= self.time_budget_s
+                if out_of_time:
+                    stop_at = self.step  # the budget is spent: evaluate and save as at the end
+                final = self.step == self.total_steps or out_of_time
                 if (every_eval > 0 and self.step % every_eval == 0) or final:
                     val_loss, sim = self.evaluate(writer, with_sim=final or every_eval > 0)
+                    elapsed_s = time.perf_counter() - started
+                    record = {"step": self.step, "elapsed_s": elapsed_s, "val_loss": val_loss, "sim": sim}
+                    _append_json_line(metrics_file, record)
                 stopping = self.step == stop_at
                 if (every_checkpoint > 0 and self.step % every_checkpoint == 0) or stopping:
                     self.save(val_loss)
         finally:
+            if metrics_file is not None:
+                metrics_file.close()
             if bar is not None:
                 bar.close()
             if writer is not None:

@@ -80,3 +80,58 @@ def test_checkpoint_that_does_not_fit_the_simulated_robot_is_refused(
     checkpoint = _checkpoint(tmp_path / "ckpt", side_camera)
     assert main(["--checkpoint", str(checkpoint), "--episodes", "1"]) == 2
     assert "cameras ['side'] are not in the scene" in capsys.readouterr().err
+
+
+class _ExpertAgent:
+    """An agent that plays the scripted expert: run_episode's scoring is checked on a
+    policy known to solve the task."""
+
+    K = 1000
+
+    def __init__(self, env: object) -> None:
+        from types import SimpleNamespace
+
+        from sim.expert import ScriptedExpert
+
+        self.expert = ScriptedExpert(env)
+        self.runner = SimpleNamespace(spec=swap_fruit_spec(16))
+
+    def reset(self, seed: int) -> None:
+        self.expert.reset()
+
+    def tick(self, **_: object) -> object:
+        from types import SimpleNamespace
+
+        actions = [self.expert.act() for _ in range(self.runner.spec.actions_per_token)]
+        return SimpleNamespace(health={}, chunk=SimpleNamespace(actions=actions, predicted_frames={}))
+
+
+@pytest.mark.parametrize("stop_at_success", [True, False])
+def test_episode_scoring_stops_at_success_or_checks_the_arm_stays_put(stop_at_success: bool) -> None:
+    from dfstack.evaluate_sim import run_episode
+    from sim.env import EnvConfig, SwapFruitEnv
+
+    env = SwapFruitEnv(EnvConfig(image_size=16, sensor_noise_sigma=0.0))
+    try:
+        settings = EvalSettings(episodes=1, max_steps=240, stop_at_success=stop_at_success)
+        result = run_episode(env, _ExpertAgent(env), 3, settings)
+    finally:
+        env.close()
+    assert result.success and result.first_success_step is not None and result.unsafe_actions == 0
+    if stop_at_success:
+        assert result.steps == result.first_success_step < 240
+    else:  # the expert rests after finishing: success held and the arm still over the last 5 s
+        assert result.steps == 240 and result.final_motion_m < 0.005
+
+
+def test_unsafe_targets_are_named() -> None:
+    from dfstack.evaluate_sim import unsafe_target_problems
+
+    rot6d = [1, 0, 0, 0, -1, 0]
+    safe = np.array([0.5, 0.0, 0.2, *rot6d, 0.08])
+    assert unsafe_target_problems(safe, None, 0.1) == []
+    along_x, along_z = np.eye(10)[0], np.eye(10)[2]
+    assert unsafe_target_problems(safe, safe - 0.05 * along_x, 0.1) == []  # 0.5 m/s
+    assert "speed" in unsafe_target_problems(safe, safe - 0.2 * along_x, 0.1)[0]  # 2 m/s
+    assert "workspace" in unsafe_target_problems(safe + along_z, None, 0.1)[0]
+    assert unsafe_target_problems(safe * np.nan, None, 0.1) == ["non-finite values"]

@@ -97,3 +97,20 @@ def test_heavy_pixel_noise_is_flagged(warmed):
     noisy = np.clip(scene(rng).astype(int) + rng.normal(0, 60, (64, 64, 3)), 0, 255).astype(np.uint8)
     health = monitor.assess(noisy, 5.0, 5.02)
     assert FrameIssue.NOISY in health.issues and 0 < health.level < K
+
+
+def test_sharpness_of_uint8_frames_is_the_exact_laplacian_variance_of_the_grey_image():
+    from policy.frame_health import sharpness
+
+    def reference(frame):
+        grey = frame.astype(np.float64).mean(axis=2) if frame.ndim == 3 else frame.astype(np.float64)
+        lap = -4 * grey[1:-1, 1:-1] + grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]
+        return float(lap.var())
+
+    rng = np.random.default_rng(0)
+    frames = [scene(rng), rng.integers(0, 256, (48, 40, 1), dtype=np.uint8), rng.integers(0, 256, (9, 7), np.uint8)]
+    frames += [np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 4), 255, np.uint8), np.zeros((2, 9, 3), np.uint8)]
+    for frame in frames:
+        assert sharpness(frame) == pytest.approx(reference(frame) if min(frame.shape[:2]) >= 3 else 0.0, rel=1e-9)
+    noisy = scene(rng).astype(np.float32)
+    assert sharpness(noisy) == pytest.approx(reference(noisy), rel=1e-5)  # other dtypes: the float path

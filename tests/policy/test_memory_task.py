@@ -29,12 +29,10 @@ def accuracy(result, corruption=0.0):
     return evaluate(result, TASK, EPISODES, corruption_prob=corruption, runner_config=EVAL_RUNNER)
 
 
-def test_df_policy_learns_the_memory_task_in_under_a_minute(trained):
-    result = trained["diffusion_forcing"]
-    # CPU time per thread, not wall time: other processes on a shared CI machine
-    # must not fail this test, and on an idle machine the two agree.
-    assert result.cpu_seconds_per_thread < 60, f"training took {result.cpu_seconds_per_thread:.0f} CPU-s per thread"
-    assert accuracy(result) >= 0.95
+def test_df_policy_learns_the_memory_task(trained):
+    # How long the training takes is a benchmark figure (`make demo-memory` prints it),
+    # not a test: CPU time swells with OpenMP spin-waits when other jobs share the cores.
+    assert accuracy(trained["diffusion_forcing"]) >= 0.95
 
 
 def test_memoryless_variant_stays_near_chance(trained):

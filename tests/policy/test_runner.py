@@ -131,3 +131,50 @@ def test_bad_observations_get_clear_errors():
         runner.step(observation(0, rng, frame_levels={"front": 101}))
     with pytest.raises(ValueError, match="HxWx1 or HxWx3"):
         runner.step(observation(0, rng, frames={"front": np.zeros((4, 32, 32, 3), np.uint8), "wrist": None}))
+
+
+@pytest.mark.parametrize(
+    ("model_overrides", "runner_config"),
+    [
+        ({}, RunnerConfig(schedule="pyramid", horizon=2, steps=8)),
+        ({"prediction": "v"}, RunnerConfig(schedule="autoregressive", horizon=3, steps=4)),
+        ({"memory": "memoryless", "memory_window": 2}, RunnerConfig(schedule="full_sequence", horizon=1, carry=False)),
+        ({"context": "teacher_forcing"}, RunnerConfig(schedule="pyramid", horizon=4, steps=6)),
+    ],
+)
+def test_the_fast_path_computes_what_the_models_own_methods_do(model_overrides, runner_config):
+    torch.manual_seed(0)
+    model = DFPolicyModel(SPEC, ModelConfig(**SMALL, **model_overrides))
+    normalizer = Normalizer(np.full(10, -0.5), np.full(10, 0.5), np.full(10, -1.0), np.ones(10))
+    fast = PolicyRunner(model, normalizer, runner_config)
+    reference = PolicyRunner(model, normalizer, runner_config, fast=False)
+    rng = np.random.default_rng(0)
+    for t in range(12):
+        # Every kind of tick: missing and doubtful frames, no proprioception, executed actions.
+        values = {"frame_levels": {"front": [0, 0, 30, 100][t % 4]}}
+        if t % 5 == 3:
+            values["frames"] = {"front": rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), "wrist": None}
+        if t % 6 == 4:
+            values["proprio"] = None
+        if t % 4 == 2:
+            values["executed_actions"] = rng.uniform(-0.5, 0.5, (4, 10))
+        o = observation(t, rng, **values)
+        a, b = fast.step(o), reference.step(o)
+        np.testing.assert_allclose(a.actions, b.actions, atol=1e-5)
+        assert a.network_evaluations == b.network_evaluations and a.frame_levels == b.frame_levels
+        for name in a.predicted_frames:
+            assert np.abs(a.predicted_frames[name].astype(int) - b.predicted_frames[name]).max() <= 1
+    assert fast.uses_fast_path and not reference.uses_fast_path
+
+
+def test_the_fast_path_steps_aside_for_a_model_it_does_not_know():
+    rng = np.random.default_rng(0)
+    other_structure = make_runner()
+    other_structure.model.fuse[2] = torch.nn.GELU()
+    other_result = make_runner()
+    model = other_result.model
+    model.transition = lambda latent, token: model.cell(token, latent) * 0.5
+    for runner in (other_structure, other_result):
+        with pytest.warns(UserWarning, match="fast path unavailable"):
+            chunk = runner.step(observation(0, rng))
+        assert not runner.uses_fast_path and np.all(np.isfinite(chunk.actions))

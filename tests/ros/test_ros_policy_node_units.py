@@ -1,7 +1,9 @@
 """Pieces of the policy node that need no DDS: compressed images, the IK of the
-joint-trajectory sink, the debug image layout."""
+joint-trajectory sink, the debug image layout, the frame-triggered tick schedule."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from df_policy.conversions import (
     image_to_msg,
     msg_to_image,
 )
-from df_policy.policy_node import _nearest_resize
+from df_policy.policy_node import FrameTrigger, _nearest_resize
 from df_policy.sinks import JOINT_LIMITS, franka_tcp_pose, solve_ik
 
 from sim.franka import HOME_JOINTS, dh_forward_kinematics
@@ -71,3 +73,52 @@ def test_debug_image_tiles_are_square_rgb() -> None:
     mono = np.arange(64, dtype=np.uint8).reshape(8, 8)
     tile = _nearest_resize(mono, 16)
     assert tile.shape == (16, 16, 3) and tile[0, 0, 0] == 0 and tile[-1, -1, 0] == 63
+
+
+PERIOD, EARLY, LATE, TICK_COST = 0.04, 0.01, 0.02, 0.008
+
+
+def frame_triggered_ticks(arrivals: list[list[float]], until: float) -> list[tuple[float, float]]:
+    """Drive FrameTrigger as the node's worker does (asking again at each frame arrival or
+    when told to, and not while a tick runs); (tick start, oldest frame used) per tick.
+    arrivals: per camera, the arrival times of its frames."""
+    trigger = FrameTrigger(PERIOD, EARLY, LATE, now=0.0)
+    t, ticks = 0.0, []
+    while t < until:
+        newest = [max((a for a in camera if a <= t), default=-math.inf) for camera in arrivals]
+        wait = trigger.poll(t, newest)
+        if wait is None:
+            ticks.append((t, min(newest)))
+            t += TICK_COST
+            continue
+        upcoming = [a for camera in arrivals for a in camera if a > t]
+        t = min([t + wait, *upcoming])
+    return ticks
+
+
+def test_frame_trigger_stays_locked_onto_the_cameras_after_a_late_frame() -> None:
+    punctual = [0.005 + PERIOD * k for k in range(60)]
+    late = [a + (0.015 if k == 20 else 0.0) for k, a in enumerate(punctual)]  # one frame set 15 ms late
+    ticks = frame_triggered_ticks([late, late], until=punctual[-1])
+    assert len(ticks) >= 55
+    # Every tick but the late one starts as its frames arrive: no tick waits for the
+    # timeout with a frame that came just before its window (that was latency + 32 ms).
+    ages = [start - oldest for start, oldest in ticks[2:]]
+    assert max(ages) < 1e-9, ages
+    starts = np.array([start for start, _ in ticks])
+    assert np.all(np.abs(np.diff(starts) - PERIOD) <= 0.015 + 1e-9)
+
+
+def test_frame_trigger_follows_cameras_whose_phase_moved_earlier() -> None:
+    arrivals = [0.005 + PERIOD * k - (0.015 if k >= 20 else 0.0) for k in range(60)]
+    ticks = frame_triggered_ticks([arrivals, arrivals], until=arrivals[-1])
+    ages = [start - oldest for start, oldest in ticks if start > arrivals[22]]
+    assert ages and max(ages) < 1e-9, ages
+
+
+def test_frame_trigger_ticks_without_a_silent_camera_once_per_period() -> None:
+    frames = [0.005 + PERIOD * k for k in range(30)]
+    ticks = frame_triggered_ticks([frames, []], until=frames[-1])
+    starts = np.array([start for start, _ in ticks])
+    assert starts[0] == pytest.approx(LATE)  # due at once, but waits for the silent camera as long as it may
+    np.testing.assert_allclose(np.diff(starts[1:]), PERIOD, atol=1e-9)

@@ -66,7 +66,19 @@ def test_reset_draws_every_layout_with_small_jitter(physics_env) -> None:
             position = physics_env.fruit_positions()[fruit]
             assert np.abs(position[:2] - SLOT_POSITIONS[slot]).max() <= 0.0101
             assert position[2] == pytest.approx(FRUIT_RADIUS)
-    assert len(layouts) == 6 and firsts == {"apple", "orange"}
+    assert len(layouts) == 6 and firsts == {"apple"}  # the default protocol: apple first
+
+
+def test_random_first_fruit_protocol_keeps_the_layouts() -> None:
+    fixed, random_first = SwapFruitEnv(EnvConfig(cameras=())), SwapFruitEnv(EnvConfig(cameras=(), first_fruit="random"))
+    firsts = set()
+    for seed in range(20):
+        a, b = fixed.reset_state(seed), random_first.reset_state(seed)
+        assert a.fruit_slots == b.fruit_slots and a.initial_fruit_positions == b.initial_fruit_positions
+        firsts.add(b.first_fruit)
+    assert firsts == {"apple", "orange"}
+    with pytest.raises(ValueError, match="first_fruit"):
+        EnvConfig(first_fruit="banana")
 
 
 def test_absolute_target_is_tracked(physics_env) -> None:

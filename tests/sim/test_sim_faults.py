@@ -183,3 +183,19 @@ def test_images_show_faults_exactly_where_the_plan_says() -> None:
     assert seen["frozen_stale"] >= 3  # the frozen wrist camera really froze a moving view
     clean_env.close()
     faulty_env.close()
+
+
+@pytest.mark.parametrize("duration", [15.0, 1.2])
+def test_occlusion_test_plan_blacks_out_one_camera_in_separate_spans_and_adds_a_distractor(duration: float) -> None:
+    for seed in range(20):
+        plan = FaultPlan.occlusion_test(seed, duration_s=duration, camera="front")
+        assert plan == FaultPlan.occlusion_test(seed, duration_s=duration, camera="front")  # seeded
+        blackouts = [e for e in plan.events if e.kind == "blackout"]
+        assert len(blackouts) == 2 and all(e.camera == "front" for e in blackouts)
+        assert blackouts[0].end_s <= blackouts[1].start_s  # never one merged span
+        assert all(0 <= e.start_s < e.end_s <= duration + 1e-6 for e in plan.events)
+        if duration >= 3.0:
+            assert all(e.end_s - e.start_s >= 1.5 - 1e-6 for e in blackouts)
+        assert [e.kind for e in plan.events].count("distractor") == 1
+    with pytest.raises(ValueError, match="duration_s"):
+        FaultPlan.occlusion_test(0, duration_s=0.0)

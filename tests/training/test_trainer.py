@@ -73,7 +73,8 @@ def test_checkpoint_loads_in_the_runtime_and_holds_the_fitted_normalizer(tiny_st
     runner = PolicyRunner(loaded.model, loaded.normalizer)
     frame = np.zeros((16, 16, 3), np.uint8)
     chunk = runner.step(Observation(0.0, {"front": frame, "wrist": frame}, proprio=np.zeros(10)))
-    assert chunk.actions.shape == (2 * 4, 10) and np.all(np.isfinite(chunk.actions))
+    horizon = runner.config.horizon
+    assert chunk.actions.shape == (horizon * trainer.spec.actions_per_token, 10) and np.all(np.isfinite(chunk.actions))
 
 
 def test_validation_loss_selects_a_best_checkpoint(tiny_store: Path, tmp_path: Path) -> None:
@@ -96,3 +97,31 @@ def test_evaluation_hook_runs_closed_loop_episodes(tiny_store: Path, tmp_path: P
     assert result.sim is not None and result.sim["episodes"] == 1 and 0.0 <= result.sim["success_rate"] <= 1.0
     assert (run / "eval" / "step_0000002.json").is_file()
     assert (run / "eval" / "step_0000002.gif").stat().st_size > 0
+
+
+def test_time_budget_stops_the_run_with_a_decayed_rate_and_a_metrics_log(tiny_store: Path, tmp_path: Path) -> None:
+    import json
+    import time
+
+    run = tmp_path / "budget"
+    started = time.perf_counter()
+    trainer, result = _train(
+        tiny_overrides(tiny_store, run, time_budget_s=1.0, **{"optim.total_steps": 10**6, "logging.log_every": 1})
+    )
+    assert time.perf_counter() - started < 30.0
+    assert 0 < result.step < 10**6  # stopped by the budget, not the step count
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(trainer.config.optim.lr * trainer.config.optim.min_lr_ratio, rel=0.05)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == list(range(1, result.step + 1))
+    assert all(np.isfinite(r["loss"]) and r["elapsed_s"] >= 0 for r in records if "loss" in r)
+    assert records[-1]["step"] == result.step and "val_loss" in records[-1]
+    assert (run / "checkpoints" / "latest" / "model.safetensors").exists()
+
+
+def test_a_non_positive_time_budget_is_refused(tiny_store: Path, tmp_path: Path) -> None:
+    from training.config import TrainingConfigError
+
+    with pytest.raises(TrainingConfigError, match="time_budget_s"):
+        Trainer(compose_config(tiny_overrides(tiny_store, tmp_path / "run", time_budget_s=0)))

@@ -145,14 +145,55 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
     "debug_image_size": 96,
 }
 
-# "frames" mode: a tick is due one period after the last; it runs as soon as every camera
-# has delivered a frame since (due - TICK_EARLY_S), so it locks onto the cameras' phase and
-# uses frames that are as new as possible, and at the latest TICK_LATE_S after it was due
-# (a camera that stopped then shows up as missing or stale). Both are capped at a quarter
-# and a half of the period for fast tick rates.
+# "frames" mode (FrameTrigger): a tick is due one period after the last; it runs as soon as
+# every camera has delivered a frame since (due - TICK_EARLY_S), so it locks onto the
+# cameras' phase and uses frames that are as new as possible, and at the latest TICK_LATE_S
+# after it was due (a camera that stopped then shows up as missing or stale). Both are
+# capped at a quarter and a half of the period for fast tick rates.
 TICK_EARLY_S = 0.02
 TICK_LATE_S = 0.1
 STATS_WINDOW = 20000
+
+
+class FrameTrigger:
+    """When the next tick runs in "frames" mode (monotonic seconds; no ROS, no clock).
+
+    The schedule's reference (`anchor`) is the arrival of the frame set a tick used, so
+    the ticks lock onto the cameras' phase, with two guards against losing that lock:
+    - a frame set delivered late (more than `early` after it was due: the sender or the
+      executor stalled) does not move the schedule, so the next, punctual frame set still
+      falls inside the next window (moving it made every later frame set arrive just
+      before its window, and every later tick wait for `late` and use a frame one period
+      old: latency + one period for as long as the timing stayed regular);
+    - a tick that found every camera with a frame newer than the last tick's, all from
+      before the window (the cameras' phase moved earlier), re-anchors on them.
+    """
+
+    def __init__(self, period: float, early: float, late: float, now: float) -> None:
+        self.period, self.early, self.late = period, early, late
+        self.anchor = now - period  # the first tick is due now
+        self._used: list[float] | None = None  # arrivals of the frames the last tick saw
+
+    def poll(self, t: float, arrivals: list[float]) -> float | None:
+        """None: tick now (the schedule moves on); else how long to wait at most before
+        asking again (a new frame should ask at once)."""
+        due = self.anchor + self.period
+        early, late = self.early, self.late
+        if t >= due - early and min(arrivals) >= due - early:
+            newest = max(arrivals)
+            self.anchor = newest if newest <= due + early else due
+        elif t >= due + late:  # a camera is late or gone: tick without it
+            newest = max(arrivals)
+            used = self._used
+            moved = used is not None and all(a > u for a, u in zip(arrivals, used, strict=True))
+            if moved and newest + self.period > t:
+                self.anchor = newest
+            else:
+                self.anchor = due if t - due < self.period else t - late  # (no catching up in bursts)
+        else:
+            return max(1e-4, (due - early if t < due - early else due + late) - t)
+        self._used = list(arrivals)
+        return None
 
 
 class PolicyNodeError(RuntimeError):
@@ -488,29 +529,25 @@ class PolicyNode(Node):
     def _run_worker(self) -> None:
         trigger = self.params["tick_trigger"]
         period = self.tick_period_s
-        early, late = min(TICK_EARLY_S, 0.25 * period), min(TICK_LATE_S, 0.5 * period)
-        # The schedule's reference: in frames mode, when the frame set of the last tick was
-        # complete (not when the tick started, so one late start does not shift the rest).
-        anchor = time.monotonic() - period  # the first tick is due now
+        frames = FrameTrigger(
+            period, min(TICK_EARLY_S, 0.25 * period), min(TICK_LATE_S, 0.5 * period), time.monotonic()
+        )
+        anchor = time.monotonic() - period  # timer mode: the first tick is due now
         while not self._stop.is_set():
             with self._streams:
                 while not self._stop.is_set():
                     t = time.monotonic()
-                    due = anchor + period
                     if trigger == "timer":
+                        due = anchor + period
                         if t >= due:
                             anchor = due if t - due < period else t  # fixed rate, no bursts after a slow tick
                             break
                         self._streams.wait(timeout=due - t)
                         continue
-                    arrivals = [self._frames[c].arrival_monotonic for c in self.cameras]
-                    if min(arrivals) >= due - early and t >= due - early:
-                        anchor = max(arrivals)
+                    wait = frames.poll(t, [self._frames[c].arrival_monotonic for c in self.cameras])
+                    if wait is None:
                         break
-                    if t >= due + late:  # a camera is late or gone: tick without it
-                        anchor = due if t - due < period else t - late  # (no catching up in bursts)
-                        break
-                    self._streams.wait(timeout=max(1e-4, (due - early if t < due - early else due + late) - t))
+                    self._streams.wait(timeout=wait)
                 if self._stop.is_set():
                     return
             try:

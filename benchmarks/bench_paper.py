@@ -1,0 +1,343 @@
+"""The Diffusion Forcing paper's robot table, reproduced in simulation (`make bench-paper`).
+
+DF policy vs a memoryless policy vs teacher forcing, each trained with several seeds on
+the same scripted demonstrations, each evaluated in closed loop (in process, through
+PolicyAgent: the ROS node's own frame-health + runner path) on
+
+* clean episodes, and
+* occluded episodes: the paper's robustness test, sim.faults.FaultPlan.occlusion_test
+  (the front camera fully black for spans, and a distractor on the table). DF and the
+  memoryless policy mark unusable frames k = K; teacher forcing must trust every frame;
+
+and, for DF only,
+
+* a run-time change of the sampling (autoregressive schedule, horizon 4, 4 steps instead
+  of the trained-for pyramid/2/8), and
+* episodes three times as long as a demonstration, scored at the end: the fruits must
+  still be swapped, the arm still (final_motion_m) and no target unsafe.
+
+Every stage is cached under --out: demonstrations, one run directory per (variant,
+seed) and one JSON per evaluation, so an interrupted benchmark continues where it
+stopped (delete a file to redo it). Training and evaluation jobs run --jobs at a time,
+each on one CPU thread. Defaults: 200 demos, 3 seeds, 50 episodes per condition and
+seed, 15 minutes of training per run: about 2.5 hours on 2 cores.
+
+    python -m benchmarks.bench_paper                    # the whole table
+    python -m benchmarks.bench_paper --seeds 1 --episodes 20 --train-seconds 600
+    python -m benchmarks.bench_paper --quick            # minutes: a smoke test of the pipeline
+
+The last line printed is one JSON object with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {  # variant -> hydra experiment preset
+    "df": "swap_fruit",
+    "memoryless": "swap_fruit_memoryless",
+    "teacher_forcing": "swap_fruit_teacher_forcing",
+}
+GOALS = {"df_clean": 0.95, "df_occluded": 0.92, "memoryless_clean_max": 0.60}
+DEMO_STEPS = 135  # a scripted demonstration lasts about 13.5 s (0.1 s steps)
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    fault_plan: str = "none"
+    max_steps: int = 300
+    full_episodes: bool = False  # score the final state after max_steps (see EvalSettings.stop_at_success)
+    runner: tuple[str, ...] = ()  # evaluate-sim runner arguments
+    variants: tuple[str, ...] = tuple(VARIANTS)
+
+
+CONDITIONS = (
+    Condition("clean"),
+    Condition("occluded", fault_plan="paper"),
+    Condition(
+        "clean_autoregressive_h4",
+        runner=("--schedule", "autoregressive", "--horizon", "4", "--steps", "4"),
+        variants=("df",),
+    ),
+    Condition("long_3x", max_steps=3 * DEMO_STEPS, full_episodes=True, variants=("df",)),
+)
+
+
+@dataclass
+class Job:
+    kind: str  # train | evaluate
+    variant: str
+    seed: int
+    command: list[str]
+    output: Path
+    condition: str = ""
+    log: Path = field(default_factory=Path)
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _collect(store: Path, episodes: int) -> None:
+    from data_collection.store import EpisodeStore
+    from dfstack.collect_sim import collect_sim
+
+    have = len(EpisodeStore.open_or_create(store).episode_ids()) if store.exists() else 0
+    if have >= episodes:
+        print(f"demonstrations: {have} episodes in {store} (cached)", flush=True)
+        return
+    print(f"demonstrations: recording {episodes - have} scripted episodes into {store} ...", flush=True)
+    summary = collect_sim(store, episodes - have, seed=have, processes=2, progress=True)
+    print(summary.describe(), flush=True)
+
+
+def _train_job(out: Path, store: Path, variant: str, seed: int, seconds: float, quick: bool) -> Job:
+    run_dir = out / "runs" / f"{variant}-seed{seed}"
+    overrides = [
+        f"experiment={VARIANTS[variant]}",
+        f"task.dataset={store}",
+        f"run_dir={run_dir}",
+        f"seed={seed}",
+        f"time_budget_s={seconds}",
+        # The time budget alone ends the run and paces the decay (--quick: 30 steps).
+        f"optim.total_steps={30 if quick else 1_000_000}",
+        "optim.num_threads=1",
+        "logging.progress=false",
+        "overwrite=true",
+    ]
+    if quick:
+        overrides += ["optim.warmup_steps=5", "optim.batch_size=4"]
+    command = [_python(), "-m", "training.train", *overrides, "--json"]
+    return Job("train", variant, seed, command, run_dir / "train_result.json", log=run_dir.with_suffix(".log"))
+
+
+def _eval_job(out: Path, variant: str, seed: int, condition: Condition, episodes: int, quick: bool = False) -> Job:
+    checkpoint = out / "runs" / f"{variant}-seed{seed}" / "checkpoints" / "latest"
+    output = out / "eval" / f"{variant}-seed{seed}-{condition.name}.json"
+    command = [
+        _python(),
+        "-m",
+        "dfstack.evaluate_sim",
+        "--checkpoint",
+        str(checkpoint),
+        "--episodes",
+        str(episodes),
+        "--fault-plan",
+        condition.fault_plan,
+        "--max-steps",
+        str(condition.max_steps // 10 if quick else condition.max_steps),
+        "--output",
+        str(output),
+        *(["--full-episodes"] if condition.full_episodes else []),
+        *condition.runner,
+    ]
+    return Job("evaluate", variant, seed, command, output, condition.name, output.with_suffix(".log"))
+
+
+def _run_job(job: Job) -> tuple[Job, float, int]:
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    started = time.perf_counter()
+    with job.log.open("w") as log:
+        completed = subprocess.run(job.command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    if job.kind == "train" and completed.returncode == 0:
+        lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+        job.output.write_text(lines[-1] if lines else "{}")
+    return job, time.perf_counter() - started, completed.returncode
+
+
+def _run_all(jobs: list[Job], parallel: int, label: str) -> None:
+    todo = [job for job in jobs if not job.output.exists()]
+    print(f"{label}: {len(jobs) - len(todo)} cached, {len(todo)} to run, {parallel} at a time", flush=True)
+    if not todo:
+        return
+    started = time.perf_counter()
+    failures = []
+    with ThreadPoolExecutor(parallel) as pool:
+        futures = [pool.submit(_run_job, job) for job in todo]
+        for done, future in enumerate(as_completed(futures), 1):
+            job, seconds, code = future.result()
+            name = f"{job.variant} seed {job.seed}" + (f" {job.condition}" if job.condition else "")
+            status = "ok" if code == 0 else f"FAILED (exit {code}; see {job.log})"
+            elapsed = time.perf_counter() - started
+            eta = elapsed / done * (len(todo) - done)
+            print(f"  [{done}/{len(todo)}] {name}: {status} in {seconds:.0f} s  (ETA {eta / 60:.1f} min)", flush=True)
+            if code != 0:
+                failures.append(name)
+    if failures:
+        raise SystemExit(f"bench-paper: {len(failures)} {label} job(s) failed: {failures}")
+
+
+def _pool(results: list[dict[str, Any]]) -> dict[str, Any]:
+    from dfstack.evaluate_sim import wilson_interval
+
+    successes = sum(int(r["successes"]) for r in results)
+    episodes = sum(int(r["episodes"]) for r in results)
+    low, high = wilson_interval(successes, episodes)
+    per_seed = [r["successes"] / max(1, r["episodes"]) for r in results]
+    row = {
+        "successes": successes,
+        "episodes": episodes,
+        "success_rate": successes / max(1, episodes),
+        "ci95": [round(low, 4), round(high, 4)],
+        "per_seed": [round(p, 4) for p in per_seed],
+        "seeds": len(results),
+    }
+    per_episode = [e for r in results for e in r.get("per_episode", [])]
+    if per_episode:
+        row["unsafe_actions"] = sum(int(e.get("unsafe_actions", 0)) for e in per_episode)
+        motion = [e["final_motion_m"] for e in per_episode if e.get("final_motion_m") is not None]
+        if motion:
+            row["final_motion_m_max"] = round(max(motion), 4)
+            row["final_motion_m_median"] = round(sorted(motion)[len(motion) // 2], 4)
+    return row
+
+
+def aggregate(out: Path, seeds: list[int], variants: list[str]) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {}
+    for condition in CONDITIONS:
+        for variant in variants:
+            if variant not in condition.variants:
+                continue
+            files = [out / "eval" / f"{variant}-seed{seed}-{condition.name}.json" for seed in seeds]
+            results = [json.loads(f.read_text()) for f in files if f.exists()]
+            if results:
+                table.setdefault(variant, {})[condition.name] = _pool(results)
+    return table
+
+
+def format_table(table: dict[str, dict[str, Any]]) -> str:
+    names = [c.name for c in CONDITIONS]
+    lines = [f"{'variant':<16}" + "".join(f"{n:>28}" for n in names)]
+    for variant, rows in table.items():
+        cells = []
+        for name in names:
+            row = rows.get(name)
+            if row is None:
+                cells.append(f"{'-':>28}")
+                continue
+            low, high = row["ci95"]
+            cell = f"{100 * row['success_rate']:.0f}% [{100 * low:.0f}-{100 * high:.0f}] n={row['episodes']}"
+            cells.append(f"{cell:>28}")
+        lines.append(f"{variant:<16}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def plot(table: dict[str, dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    conditions = ["clean", "occluded"]
+    variants = [v for v in table if any(c in table[v] for c in conditions)]
+    figure, axis = plt.subplots(figsize=(6.5, 3.6))
+    width = 0.8 / max(1, len(variants))
+    for index, variant in enumerate(variants):
+        rates, errors = [], [[], []]
+        for condition in conditions:
+            row = table[variant].get(condition, {"success_rate": 0.0, "ci95": [0.0, 0.0]})
+            rates.append(100 * row["success_rate"])
+            errors[0].append(100 * (row["success_rate"] - row["ci95"][0]))
+            errors[1].append(100 * (row["ci95"][1] - row["success_rate"]))
+        x = np.arange(len(conditions)) + (index - (len(variants) - 1) / 2) * width
+        axis.bar(x, rates, width, yerr=errors, capsize=3, label=variant)
+    axis.axhline(80, color="grey", linestyle=":", linewidth=1)
+    axis.text(1.45, 81, "paper DF clean 80%", fontsize=7, color="grey", ha="right")
+    axis.set_xticks(range(len(conditions)), conditions)
+    axis.set_ylabel("success rate (%) with 95% CI")
+    axis.set_ylim(0, 105)
+    axis.set_title("swap fruit in simulation")
+    axis.legend(fontsize=8, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench-paper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_paper", help="cache and results folder")
+    parser.add_argument("--demos", type=int, default=200, help="scripted demonstrations (default 200)")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per variant (default 3)")
+    parser.add_argument("--episodes", type=int, default=50, help="episodes per condition and seed (default 50)")
+    parser.add_argument("--train-seconds", type=float, default=900.0, help="training time per run (default 900)")
+    parser.add_argument("--jobs", type=int, default=2, help="jobs at a time, one CPU thread each (default 2)")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 4 demos, 1 seed, 30 training steps, 2 short episodes"
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    if args.quick:
+        args.demos, args.seeds, args.episodes, args.train_seconds = 4, 1, 2, 60.0
+    if min(args.demos, args.seeds, args.episodes, args.jobs) < 1 or args.train_seconds <= 0:
+        parser.error("--demos, --seeds, --episodes and --jobs must be >= 1 and --train-seconds > 0")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(args.seeds))
+    started = time.perf_counter()
+    store = out / "demos.zarr"
+    _collect(store, args.demos)
+
+    trains = [_train_job(out, store, v, s, args.train_seconds, args.quick) for v in variants for s in seeds]
+    _run_all(trains, args.jobs, "training")
+    evaluations = [
+        _eval_job(out, v, s, c, args.episodes, args.quick)
+        for c in CONDITIONS
+        for v in variants
+        if v in c.variants
+        for s in seeds
+    ]
+    _run_all(evaluations, args.jobs, "evaluation")
+
+    table = aggregate(out, seeds, variants)
+    print(format_table(table))
+    figure = plot(table, out / "success.png")
+    df = table.get("df", {})
+    checks = {}
+    if "clean" in df:
+        checks["df_clean_goal_met"] = df["clean"]["success_rate"] >= GOALS["df_clean"]
+    if "occluded" in df:
+        checks["df_occluded_goal_met"] = df["occluded"]["success_rate"] >= GOALS["df_occluded"]
+    if "clean" in table.get("memoryless", {}):
+        checks["memoryless_below_goal"] = table["memoryless"]["clean"]["success_rate"] <= GOALS["memoryless_clean_max"]
+    summary = {
+        "table": table,
+        "goals": GOALS,
+        "checks": checks,
+        "demos": args.demos,
+        "seeds": args.seeds,
+        "episodes_per_condition_and_seed": args.episodes,
+        "train_seconds": args.train_seconds,
+        "plot": str(figure),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
+    print(f"plot: {figure}; results: {out / 'results.json'}")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
