@@ -260,7 +260,7 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> Path:
     axis.set_ylabel("success rate (%) with 95% CI")
     axis.set_ylim(0, 105)
     axis.set_title("swap fruit in simulation")
-    axis.legend(fontsize=8, loc="lower left")
+    axis.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

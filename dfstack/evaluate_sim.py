@@ -83,8 +83,8 @@ class EpisodeResult:
     # rests stays within millimetres; one that keeps working moves decimetres.
     final_motion_m: float | None = None
     # Policy targets the robot's safety filter would have to clamp or refuse (outside the
-    # workspace, non-finite, gripper out of range, faster than the speed limit): 0 means
-    # the policy alone stays safe, before any filter.
+    # workspace, non-finite, faster than the speed limit): 0 means the policy alone stays
+    # safe, before any filter.
     unsafe_actions: int = 0
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -206,7 +206,10 @@ def unsafe_target_problems(target: np.ndarray, previous: np.ndarray | None, peri
     limits = SafetyLimits()
     if not np.all(np.isfinite(target)):
         return ["non-finite values"]
-    command = PoseCommand(0.0, target[:3], rot6d_to_quat(target[3:9]), float(target[9]))
+    # The gripper width is clamped by the safety filter and a few mm past fully open are
+    # harmless (the normaliser's margin lets the policy overshoot 8 cm): only the pose counts.
+    gripper = min(max(float(target[9]), limits.gripper_min_m), limits.gripper_max_m)
+    command = PoseCommand(0.0, target[:3], rot6d_to_quat(target[3:9]), gripper)
     problems = limit_violations(limits, command)
     if previous is not None and np.all(np.isfinite(previous)):
         speed = float(np.linalg.norm(target[:3] - previous[:3])) / period_s

@@ -135,3 +135,4 @@ def test_unsafe_targets_are_named() -> None:
     assert "speed" in unsafe_target_problems(safe, safe - 0.2 * along_x, 0.1)[0]  # 2 m/s
     assert "workspace" in unsafe_target_problems(safe + along_z, None, 0.1)[0]
     assert unsafe_target_problems(safe * np.nan, None, 0.1) == ["non-finite values"]
+    assert unsafe_target_problems(safe + 0.002 * np.eye(10)[9], None, 0.1) == []  # gripper: clamped, harmless
