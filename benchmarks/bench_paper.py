@@ -18,12 +18,21 @@ and, for DF only,
 
 Every stage is cached under --out: demonstrations, one run directory per (variant,
 seed) and one JSON per evaluation, so an interrupted benchmark continues where it
-stopped (delete a file to redo it). Training and evaluation jobs run --jobs at a time,
-each on one CPU thread. Defaults: 200 demos, 3 seeds, 50 episodes per condition and
-seed, 15 minutes of training per run: about 2.5 hours on 2 cores.
+stopped (delete a file to redo it). Each cached result records the settings it was
+made with (training budget, episodes, demos); when they differ from this command's,
+it is redone, and so is every evaluation of a retrained run. Training and evaluation
+jobs run --jobs at a time, each on one CPU thread. Defaults: 200 demos, 3 seeds, 50
+episodes per condition and seed, 15 minutes of training per run: about 2.5 hours on
+2 cores.
+
+Training is budgeted in wall-clock time (--train-seconds, equal compute per variant)
+or in optimiser steps (--train-steps, equal updates per variant). Teacher forcing
+encodes every frame twice per step, so in equal time it gets about a third of DF's
+steps; --train-steps is the comparison that does not favour DF for being cheaper.
 
     python -m benchmarks.bench_paper                    # the whole table
     python -m benchmarks.bench_paper --seeds 1 --episodes 20 --train-seconds 600
+    python -m benchmarks.bench_paper --train-steps 6000 # step-matched variants
     python -m benchmarks.bench_paper --quick            # minutes: a smoke test of the pipeline
 
 The last line printed is one JSON object with the table.
@@ -83,6 +92,20 @@ class Job:
     output: Path
     condition: str = ""
     log: Path = field(default_factory=Path)
+    # What the output depends on: a cached output made with other settings is redone.
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings_file(self) -> Path:
+        return self.output.with_name(self.output.name + ".settings.json")
+
+    def is_cached(self) -> bool:
+        if not (self.output.exists() and self.settings_file.exists()):
+            return False
+        try:
+            return json.loads(self.settings_file.read_text()) == self.settings
+        except json.JSONDecodeError:
+            return False
 
 
 def _python() -> str:
@@ -102,16 +125,31 @@ def _collect(store: Path, episodes: int) -> None:
     print(summary.describe(), flush=True)
 
 
-def _train_job(out: Path, store: Path, variant: str, seed: int, seconds: float, quick: bool) -> Job:
+@dataclass(frozen=True)
+class TrainBudget:
+    """Either wall-clock seconds (the decay follows the clock) or optimiser steps."""
+
+    seconds: float | None = 900.0
+    steps: int | None = None
+
+    def overrides(self) -> list[str]:
+        if self.steps is not None:
+            return ["time_budget_s=null", f"optim.total_steps={self.steps}"]
+        # The time budget alone ends the run and paces the decay.
+        return [f"time_budget_s={self.seconds}", "optim.total_steps=1000000"]
+
+    def describe(self) -> dict[str, Any]:
+        return {"train_steps": self.steps} if self.steps is not None else {"train_seconds": self.seconds}
+
+
+def _train_job(out: Path, store: Path, variant: str, seed: int, budget: TrainBudget, demos: int, quick: bool) -> Job:
     run_dir = out / "runs" / f"{variant}-seed{seed}"
     overrides = [
         f"experiment={VARIANTS[variant]}",
         f"task.dataset={store}",
         f"run_dir={run_dir}",
         f"seed={seed}",
-        f"time_budget_s={seconds}",
-        # The time budget alone ends the run and paces the decay (--quick: 30 steps).
-        f"optim.total_steps={30 if quick else 1_000_000}",
+        *(["time_budget_s=null", "optim.total_steps=30"] if quick else budget.overrides()),
         "optim.num_threads=1",
         "logging.progress=false",
         "overwrite=true",
@@ -119,10 +157,20 @@ def _train_job(out: Path, store: Path, variant: str, seed: int, seconds: float, 
     if quick:
         overrides += ["optim.warmup_steps=5", "optim.batch_size=4"]
     command = [_python(), "-m", "training.train", *overrides, "--json"]
-    return Job("train", variant, seed, command, run_dir / "train_result.json", log=run_dir.with_suffix(".log"))
+    settings = {"demos": demos, "quick": True} if quick else {"demos": demos, **budget.describe()}
+    return Job(
+        "train",
+        variant,
+        seed,
+        command,
+        run_dir / "train_result.json",
+        log=run_dir.with_suffix(".log"),
+        settings=settings,
+    )
 
 
-def _eval_job(out: Path, variant: str, seed: int, condition: Condition, episodes: int, quick: bool = False) -> Job:
+def _eval_job(out: Path, train: Job, condition: Condition, episodes: int, quick: bool = False) -> Job:
+    variant, seed = train.variant, train.seed
     checkpoint = out / "runs" / f"{variant}-seed{seed}" / "checkpoints" / "latest"
     output = out / "eval" / f"{variant}-seed{seed}-{condition.name}.json"
     command = [
@@ -142,7 +190,10 @@ def _eval_job(out: Path, variant: str, seed: int, condition: Condition, episodes
         *(["--full-episodes"] if condition.full_episodes else []),
         *condition.runner,
     ]
-    return Job("evaluate", variant, seed, command, output, condition.name, output.with_suffix(".log"))
+    # The run's own result (step, losses) names the exact weights: a retrained run is re-evaluated.
+    trained = json.loads(train.output.read_text()) if train.output.exists() else None
+    settings = {"episodes": episodes, "condition": condition.name, "command": command[3:], "trained": trained}
+    return Job("evaluate", variant, seed, command, output, condition.name, output.with_suffix(".log"), settings)
 
 
 def _run_job(job: Job) -> tuple[Job, float, int]:
@@ -151,14 +202,18 @@ def _run_job(job: Job) -> tuple[Job, float, int]:
     started = time.perf_counter()
     with job.log.open("w") as log:
         completed = subprocess.run(job.command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    if job.kind == "train" and completed.returncode == 0:
-        lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-        job.output.write_text(lines[-1] if lines else "{}")
+    if completed.returncode == 0:
+        if job.kind == "train":
+            lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+            job.output.write_text(lines[-1] if lines else "{}")
+        job.settings_file.write_text(json.dumps(job.settings))
     return job, time.perf_counter() - started, completed.returncode
 
 
 def _run_all(jobs: list[Job], parallel: int, label: str) -> None:
-    todo = [job for job in jobs if not job.output.exists()]
+    todo = [job for job in jobs if not job.is_cached()]
+    for job in todo:  # a stale result must not be read if this job fails
+        job.settings_file.unlink(missing_ok=True)
     print(f"{label}: {len(jobs) - len(todo)} cached, {len(todo)} to run, {parallel} at a time", flush=True)
     if not todo:
         return
@@ -177,6 +232,19 @@ def _run_all(jobs: list[Job], parallel: int, label: str) -> None:
                 failures.append(name)
     if failures:
         raise SystemExit(f"bench-paper: {len(failures)} {label} job(s) failed: {failures}")
+
+
+def _steps_done(trains: list[Job]) -> dict[str, list[int]]:
+    """Optimiser steps each run reached, per variant (how a time budget was spent)."""
+    steps: dict[str, list[int]] = {}
+    for job in trains:
+        try:
+            result = json.loads(job.output.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(result.get("step"), int):
+            steps.setdefault(job.variant, []).append(result["step"])
+    return steps
 
 
 def _pool(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -275,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demos", type=int, default=200, help="scripted demonstrations (default 200)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per variant (default 3)")
     parser.add_argument("--episodes", type=int, default=50, help="episodes per condition and seed (default 50)")
-    parser.add_argument("--train-seconds", type=float, default=900.0, help="training time per run (default 900)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--train-seconds", type=float, help="training time per run, equal compute (default 900)")
+    budget.add_argument("--train-steps", type=int, help="optimiser steps per run instead: equal updates per variant")
     parser.add_argument("--jobs", type=int, default=2, help="jobs at a time, one CPU thread each (default 2)")
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
@@ -289,9 +359,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     if args.quick:
-        args.demos, args.seeds, args.episodes, args.train_seconds = 4, 1, 2, 60.0
-    if min(args.demos, args.seeds, args.episodes, args.jobs) < 1 or args.train_seconds <= 0:
-        parser.error("--demos, --seeds, --episodes and --jobs must be >= 1 and --train-seconds > 0")
+        args.demos, args.seeds, args.episodes = 4, 1, 2
+    if min(args.demos, args.seeds, args.episodes, args.jobs) < 1:
+        parser.error("--demos, --seeds, --episodes and --jobs must be >= 1")
+    if (args.train_seconds is not None and args.train_seconds <= 0) or (
+        args.train_steps is not None and args.train_steps < 1
+    ):
+        parser.error("--train-seconds must be > 0 and --train-steps >= 1")
+    budget = TrainBudget(
+        seconds=None if args.train_steps is not None else (args.train_seconds or 900.0), steps=args.train_steps
+    )
     os.environ.setdefault("MUJOCO_GL", "egl")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -300,14 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     store = out / "demos.zarr"
     _collect(store, args.demos)
 
-    trains = [_train_job(out, store, v, s, args.train_seconds, args.quick) for v in variants for s in seeds]
+    trains = [_train_job(out, store, v, s, budget, args.demos, args.quick) for v in variants for s in seeds]
     _run_all(trains, args.jobs, "training")
     evaluations = [
-        _eval_job(out, v, s, c, args.episodes, args.quick)
+        _eval_job(out, train, c, args.episodes, args.quick)
         for c in CONDITIONS
-        for v in variants
-        if v in c.variants
-        for s in seeds
+        for train in trains
+        if train.variant in c.variants
     ]
     _run_all(evaluations, args.jobs, "evaluation")
 
@@ -329,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         "demos": args.demos,
         "seeds": args.seeds,
         "episodes_per_condition_and_seed": args.episodes,
-        "train_seconds": args.train_seconds,
+        **budget.describe(),
+        "train_steps_done": _steps_done(trains),
         "plot": str(figure),
         "wall_s": round(time.perf_counter() - started, 1),
     }

@@ -23,3 +23,24 @@ def test_bench_paper_quick_runs_and_reports_every_condition(tmp_path: Path, caps
     assert main(["--quick", "--variants", "df", "--out", str(tmp_path)]) == 0
     again = capsys.readouterr().out
     assert "0 to run" in again and json.loads(again.strip().splitlines()[-1])["table"] == summary["table"]
+
+    # A cached run made with other settings is retrained, and all its evaluations redone.
+    settings_file = tmp_path / "runs" / "df-seed0" / "train_result.json.settings.json"
+    settings_file.write_text(json.dumps({"demos": 4, "train_seconds": 1.0}))
+    assert main(["--quick", "--variants", "df", "--out", str(tmp_path)]) == 0
+    redone = capsys.readouterr().out
+    assert "training: 0 cached, 1 to run" in redone and "evaluation: 0 cached, 4 to run" in redone
+
+
+def test_cached_result_counts_only_with_the_same_settings(tmp_path: Path) -> None:
+    from benchmarks.bench_paper import Job
+
+    output = tmp_path / "result.json"
+    job = Job("train", "df", 0, ["true"], output, settings={"train_seconds": 900.0, "demos": 200})
+    assert not job.is_cached()
+    output.write_text("{}")
+    assert not job.is_cached()  # a result without its settings (older benchmark) is redone
+    job.settings_file.write_text(json.dumps(job.settings))
+    assert job.is_cached()
+    other = Job("train", "df", 0, ["true"], output, settings={"train_steps": 6000, "demos": 200})
+    assert not other.is_cached()
