@@ -113,16 +113,14 @@ def _python() -> str:
 
 
 def _collect(store: Path, episodes: int) -> None:
-    from data_collection.store import EpisodeStore
-    from dfstack.collect_sim import collect_sim
+    from dfstack.collect_sim import ensure_demonstrations
 
-    have = len(EpisodeStore.open_or_create(store).episode_ids()) if store.exists() else 0
-    if have >= episodes:
-        print(f"demonstrations: {have} episodes in {store} (cached)", flush=True)
-        return
-    print(f"demonstrations: recording {episodes - have} scripted episodes into {store} ...", flush=True)
-    summary = collect_sim(store, episodes - have, seed=have, processes=2, progress=True)
-    print(summary.describe(), flush=True)
+    print(f"demonstrations: {episodes} scripted episodes in {store} ...", flush=True)
+    try:
+        summary = ensure_demonstrations(store, episodes)
+    except ValueError as error:
+        raise SystemExit(f"bench-paper: {error}") from None
+    print("  (cached)" if summary is None else summary.describe(), flush=True)
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,10 @@ def _train_job(out: Path, store: Path, variant: str, seed: int, budget: TrainBud
     if quick:
         overrides += ["optim.warmup_steps=5", "optim.batch_size=4"]
     command = [_python(), "-m", "training.train", *overrides, "--json"]
-    settings = {"demos": demos, "quick": True} if quick else {"demos": demos, **budget.describe()}
+    from dfstack.collect_sim import SimCollectionConfig
+
+    demonstrations = {"demos": demos, "hold_steps": SimCollectionConfig.extra_steps}
+    settings = {**demonstrations, "quick": True} if quick else {**demonstrations, **budget.describe()}
     return Job(
         "train",
         variant,

@@ -44,15 +44,13 @@ def _done(started: float, what: str) -> None:
 
 
 def collect(store: Path, episodes: int) -> None:
-    from data_collection.store import EpisodeStore
-    from dfstack.collect_sim import collect_sim
+    from dfstack.collect_sim import ensure_demonstrations
 
-    have = len(EpisodeStore.open_or_create(store).episode_ids()) if store.exists() else 0
-    if have >= episodes:
-        print(f"   {have} demonstrations already in {store} (cached)")
-        return
-    summary = collect_sim(store, episodes - have, seed=have, processes=2, progress=True)
-    print("   " + summary.describe().replace("\n", "\n   "))
+    summary = ensure_demonstrations(store, episodes)
+    if summary is None:
+        print(f"   {episodes} demonstrations already in {store} (cached)")
+    else:
+        print("   " + summary.describe().replace("\n", "\n   "))
 
 
 def train(store: Path, run_dir: Path, seconds: float, overrides: list[str]) -> Path:
@@ -141,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     begun = time.perf_counter()
 
     started = _stage(1, f"record {args.demos} scripted demonstrations through the recorder")
-    collect(store, args.demos)
+    try:
+        collect(store, args.demos)
+    except ValueError as error:  # a cached store from an older df-stack: never train on it
+        print(f"make demo: {error}\nmake demo: DEMO_ARGS=--fresh redoes every stage", file=sys.stderr)
+        return 2
     _done(started, f"store {store}")
 
     started = _stage(2, f"train the DF policy for {args.train_minutes:g} minutes")

@@ -47,6 +47,7 @@ def test_summary_counts_what_the_store_holds(collected) -> None:
         meta = store.metadata(episode_id)
         assert meta["task"] == "swap fruit" and meta["success"] is True and not meta["marked"]
         assert meta["sim"]["seed"] == result.seed and meta["seed"] == result.seed
+        assert meta["sim"]["hold_steps"] == SimCollectionConfig().extra_steps
         assert meta["initial_configuration"]["scene"]["fruit_slots"] == result.info["fruit_slots"]
         assert meta["cameras"]["front"]["rate_hz"] == 10.0
     assert "2/2 episodes committed" in summary.describe()
@@ -123,6 +124,31 @@ def test_cli_appends_and_refuses_another_image_size(tmp_path: Path, capsys: pyte
     assert main([*common, "--image-size", "48"]) == 2
     error = capsys.readouterr().err
     assert f"{IMAGE_SIZE}x{IMAGE_SIZE} px 'front' frames" in error and f"use --image-size {IMAGE_SIZE}" in error
+
+    held = SimCollectionConfig().extra_steps
+    assert main([*common, "--image-size", str(IMAGE_SIZE), "--hold-steps", str(held + 5)]) == 2
+    error = capsys.readouterr().err
+    assert f"ending with {held} hold steps" in error and f"use --hold-steps {held}" in error
+    assert EpisodeStore.open(store).episode_ids() == ["ep_000000", "ep_000001"]
+
+
+def test_cached_demonstrations_are_reused_only_when_recorded_the_same_way(collected, tmp_path: Path) -> None:
+    import shutil
+
+    from dfstack.collect_sim import ensure_demonstrations
+
+    path, _, _ = collected
+    config = SimCollectionConfig(image_size=IMAGE_SIZE)
+    assert ensure_demonstrations(path, 2, processes=1, progress=False, config=config) is None  # enough, recorded the same way
+    older = tmp_path / "older.zarr"
+    shutil.copytree(path, older)
+    store = EpisodeStore.open(older)
+    last = store.episode_ids()[-1]
+    sim = {k: v for k, v in store.metadata(last)["sim"].items() if k != "hold_steps"}
+    store.update_metadata(last, sim=sim)
+    with pytest.raises(ValueError, match="older df-stack"):
+        ensure_demonstrations(older, 3, processes=1, progress=False, config=config)
+    assert EpisodeStore.open(older).episode_ids() == store.episode_ids()  # nothing appended
 
 
 def test_bad_arguments_and_a_locked_store_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
