@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(result.seconds, 1),
             "latest_checkpoint": str(result.latest_checkpoint),
             "sim": result.sim,
+            "best_sim_checkpoint": None if result.best_sim_checkpoint is None else str(result.best_sim_checkpoint),
+            "best_sim_success": result.best_sim_success,
         }
         if args.json:
             print(json.dumps(summary))

@@ -11,6 +11,10 @@ Run directory layout:
     config.yaml              the resolved configuration
     checkpoints/latest/      policy checkpoint (EMA weights), loadable by policy.checkpoint
     checkpoints/best/        the same, at the lowest validation loss so far
+    checkpoints/best_sim/    the same, at the highest closed-loop success so far (only when
+                             evaluation.sim_episodes > 0; ties go to the later step).
+                             Give evaluation.sim_seed seeds other than the final test's, or
+                             the test measures the selection.
     resume/                  the resume state (training/state.py)
     tensorboard/             scalars
     eval/                    closed-loop videos and per-evaluation results
@@ -72,6 +76,8 @@ class TrainResult:
     latest_checkpoint: Path
     best_checkpoint: Path | None
     sim: dict[str, Any] | None = None
+    best_sim_checkpoint: Path | None = None
+    best_sim_success: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -240,6 +246,7 @@ class Trainer:
         self.step = 0
         self._started: float | None = None  # set when train() starts (the time budget's clock)
         self.best_val_loss: float | None = None
+        self.best_sim_success: float | None = None
         if self.resume is not None:
             self._load_resume()
         self.loss_module: nn.Module = _LossModule(self.model, self.objective)
@@ -273,6 +280,7 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.step = self._schedule_step = int(state["step"])
         self.best_val_loss = state.get("best_val_loss")
+        self.best_sim_success = state.get("best_sim_success")
         restore_rng(state["rng_tensors"], state["rng"])
 
     # -- the loop ----------------------------------------------------------------------
@@ -360,6 +368,8 @@ class Trainer:
                     elapsed_s = time.perf_counter() - started
                     record = {"step": self.step, "elapsed_s": elapsed_s, "val_loss": val_loss, "sim": sim}
                     _append_json_line(metrics_file, record)
+                    if sim is not None:
+                        self._keep_if_best_sim(float(sim["success_rate"]), val_loss)
                 stopping = self.step == stop_at
                 if (every_checkpoint > 0 and self.step % every_checkpoint == 0) or stopping:
                     self.save(val_loss)
@@ -374,6 +384,7 @@ class Trainer:
         # Real (unpadded) tokens of every process; rank 0 counts its own times world_size.
         run_tokens_per_s = run_tokens / max(seconds, 1e-9)
         best = self.run_dir / "checkpoints" / "best"
+        best_sim = self.run_dir / "checkpoints" / "best_sim"
         return TrainResult(
             run_dir=self.run_dir,
             step=self.step,
@@ -386,6 +397,8 @@ class Trainer:
             best_checkpoint=best if best.exists() else None,
             sim=sim,
             history=history,
+            best_sim_checkpoint=best_sim if best_sim.exists() else None,
+            best_sim_success=self.best_sim_success,
         )
 
     # -- evaluation --------------------------------------------------------------------
@@ -459,6 +472,22 @@ class Trainer:
             "world_size": self.world_size,
         }
 
+    def _keep_if_best_sim(self, success_rate: float, val_loss: float | None) -> None:
+        """checkpoints/best_sim at the highest closed-loop success so far. Ties go to the
+        later step: at equal success, more training is the better bet."""
+        if not self.is_main:
+            return
+        if self.best_sim_success is None or success_rate >= self.best_sim_success:
+            self.best_sim_success = success_rate
+            metadata = {**self._metadata(val_loss), "sim_success_rate": success_rate}
+            save_checkpoint(
+                self.run_dir / "checkpoints" / "best_sim",
+                self.ema.model,
+                self.normalizer,
+                to_container(self.config),
+                metadata,
+            )
+
     def save(self, val_loss: float | None) -> None:
         """latest/ (and best/ on a new lowest validation loss), then the resume state."""
         if self.is_main:
@@ -485,6 +514,7 @@ class Trainer:
                     "scheduler": scheduler_state,
                     "sampler": self.sampler.state_dict(),
                     "best_val_loss": self.best_val_loss,
+                    "best_sim_success": self.best_sim_success,
                     "dataset_fingerprint": self.fingerprint,
                     "compatibility": _compatibility(self.config),
                 },

@@ -93,10 +93,22 @@ def test_validation_loss_selects_a_best_checkpoint(tiny_store: Path, tmp_path: P
 def test_evaluation_hook_runs_closed_loop_episodes(tiny_store: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     extra = {"optim.total_steps": 2, "evaluation.sim_episodes": 1, "evaluation.sim_max_steps": 8}
-    _, result = _train(tiny_overrides(tiny_store, run, **extra))
+    trainer, result = _train(tiny_overrides(tiny_store, run, **extra))
     assert result.sim is not None and result.sim["episodes"] == 1 and 0.0 <= result.sim["success_rate"] <= 1.0
     assert (run / "eval" / "step_0000002.json").is_file()
     assert (run / "eval" / "step_0000002.gif").stat().st_size > 0
+
+    # best_sim follows the closed-loop success: kept on a drop, replaced on a tie or a rise.
+    assert result.best_sim_checkpoint is not None and result.best_sim_success == result.sim["success_rate"]
+    best_sim = result.best_sim_checkpoint
+    assert load_checkpoint(best_sim).metadata["training_step"] == 2
+    trainer._keep_if_best_sim(0.5, None)
+    trainer.step = 3
+    trainer._keep_if_best_sim(0.25, None)
+    metadata = load_checkpoint(best_sim).metadata
+    assert metadata["sim_success_rate"] == 0.5 and metadata["training_step"] == 2
+    trainer._keep_if_best_sim(0.5, None)
+    assert load_checkpoint(best_sim).metadata["training_step"] == 3
 
 
 def test_time_budget_stops_the_run_with_a_decayed_rate_and_a_metrics_log(tiny_store: Path, tmp_path: Path) -> None:
