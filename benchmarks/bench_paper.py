@@ -46,7 +46,8 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,28 +212,56 @@ def _run_job(job: Job) -> tuple[Job, float, int]:
     return job, time.perf_counter() - started, completed.returncode
 
 
-def _run_all(jobs: list[Job], parallel: int, label: str) -> None:
-    todo = [job for job in jobs if not job.is_cached()]
-    for job in todo:  # a stale result must not be read if this job fails
-        job.settings_file.unlink(missing_ok=True)
-    print(f"{label}: {len(jobs) - len(todo)} cached, {len(todo)} to run, {parallel} at a time", flush=True)
-    if not todo:
-        return
+def _run_pipeline(trains: list[Job], evaluations_of: Callable[[Job], list[Job]], parallel: int) -> None:
+    """Run the training jobs, and each run's evaluations as soon as that run is trained
+    (queued behind the training still to start): with an odd number of runs a core does
+    not idle until the last one ends. Cached jobs are skipped; a failed training skips
+    its evaluations and ends the benchmark with an error once the rest is done."""
     started = time.perf_counter()
-    failures = []
+    counts = {"train": [0, 0], "evaluate": [0, 0]}  # kind -> [cached, run]
+    failures: list[str] = []
+    finished = 0
     with ThreadPoolExecutor(parallel) as pool:
-        futures = [pool.submit(_run_job, job) for job in todo]
-        for done, future in enumerate(as_completed(futures), 1):
-            job, seconds, code = future.result()
-            name = f"{job.variant} seed {job.seed}" + (f" {job.condition}" if job.condition else "")
-            status = "ok" if code == 0 else f"FAILED (exit {code}; see {job.log})"
-            elapsed = time.perf_counter() - started
-            eta = elapsed / done * (len(todo) - done)
-            print(f"  [{done}/{len(todo)}] {name}: {status} in {seconds:.0f} s  (ETA {eta / 60:.1f} min)", flush=True)
-            if code != 0:
-                failures.append(name)
+        pending: set[Future[tuple[Job, float, int]]] = set()
+
+        def submit(jobs: list[Job]) -> None:
+            for job in jobs:
+                if job.is_cached():
+                    counts[job.kind][0] += 1
+                    if job.kind == "train":
+                        submit(evaluations_of(job))
+                    continue
+                counts[job.kind][1] += 1
+                job.settings_file.unlink(missing_ok=True)  # a stale result must not be read if this job fails
+                pending.add(pool.submit(_run_job, job))
+
+        submit(trains)
+        print(
+            f"training: {counts['train'][0]} cached, {counts['train'][1]} to run, {parallel} at a time; "
+            "each run is evaluated as soon as it is trained",
+            flush=True,
+        )
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                pending.discard(future)
+                job, seconds, code = future.result()
+                finished += 1
+                name = f"{job.kind} {job.variant} seed {job.seed}" + (f" {job.condition}" if job.condition else "")
+                status = "ok" if code == 0 else f"FAILED (exit {code}; see {job.log})"
+                progress = f"{finished} done, {len(pending)} queued, {(time.perf_counter() - started) / 60:.1f} min"
+                print(f"  [{progress}] {name}: {status} in {seconds:.0f} s", flush=True)
+                if code != 0:
+                    failures.append(name)
+                elif job.kind == "train":
+                    submit(evaluations_of(job))
+    print(
+        f"jobs: training {counts['train'][0]} cached, {counts['train'][1]} run; "
+        f"evaluation {counts['evaluate'][0]} cached, {counts['evaluate'][1]} run",
+        flush=True,
+    )
     if failures:
-        raise SystemExit(f"bench-paper: {len(failures)} {label} job(s) failed: {failures}")
+        raise SystemExit(f"bench-paper: {len(failures)} job(s) failed: {failures}")
 
 
 def _steps_done(trains: list[Job]) -> dict[str, list[int]]:
@@ -379,14 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     _collect(store, args.demos)
 
     trains = [_train_job(out, store, v, s, budget, args.demos, args.quick) for v in variants for s in seeds]
-    _run_all(trains, args.jobs, "training")
-    evaluations = [
-        _eval_job(out, train, c, args.episodes, args.quick)
-        for c in CONDITIONS
-        for train in trains
-        if train.variant in c.variants
-    ]
-    _run_all(evaluations, args.jobs, "evaluation")
+    _run_pipeline(
+        trains,
+        lambda train: [
+            _eval_job(out, train, c, args.episodes, args.quick) for c in CONDITIONS if train.variant in c.variants
+        ],
+        args.jobs,
+    )
 
     table = aggregate(out, seeds, variants)
     print(format_table(table))

@@ -22,14 +22,17 @@ def test_bench_paper_quick_runs_and_reports_every_condition(tmp_path: Path, caps
     # Everything is cached: a second run does no work and gives the same table.
     assert main(["--quick", "--variants", "df", "--out", str(tmp_path)]) == 0
     again = capsys.readouterr().out
-    assert "0 to run" in again and json.loads(again.strip().splitlines()[-1])["table"] == summary["table"]
+    assert (
+        "jobs: training 1 cached, 0 run; evaluation 4 cached, 0 run" in again
+        and json.loads(again.strip().splitlines()[-1])["table"] == summary["table"]
+    )
 
     # A cached run made with other settings is retrained, and all its evaluations redone.
     settings_file = tmp_path / "runs" / "df-seed0" / "train_result.json.settings.json"
     settings_file.write_text(json.dumps({"demos": 4, "train_seconds": 1.0}))
     assert main(["--quick", "--variants", "df", "--out", str(tmp_path)]) == 0
     redone = capsys.readouterr().out
-    assert "training: 0 cached, 1 to run" in redone and "evaluation: 0 cached, 4 to run" in redone
+    assert "jobs: training 0 cached, 1 run; evaluation 0 cached, 4 run" in redone
 
 
 def test_cached_result_counts_only_with_the_same_settings(tmp_path: Path) -> None:
@@ -44,3 +47,20 @@ def test_cached_result_counts_only_with_the_same_settings(tmp_path: Path) -> Non
     assert job.is_cached()
     other = Job("train", "df", 0, ["true"], output, settings={"train_steps": 6000, "demos": 200})
     assert not other.is_cached()
+
+
+def test_a_failed_training_skips_its_evaluations_and_fails_the_benchmark(tmp_path: Path) -> None:
+    from benchmarks.bench_paper import Job, _run_pipeline
+
+    failing = Job("train", "df", 0, ["false"], tmp_path / "a.json", log=tmp_path / "a.log")
+    working = Job("train", "df", 1, ["true"], tmp_path / "b.json", log=tmp_path / "b.log")
+    evaluated: list[int] = []
+
+    def evaluations_of(train: Job) -> list[Job]:
+        evaluated.append(train.seed)
+        return [Job("evaluate", "df", train.seed, ["true"], tmp_path / "b-eval.json", "clean", tmp_path / "e.log")]
+
+    with pytest.raises(SystemExit, match=r"1 job\(s\) failed: \['train df seed 0'\]"):
+        _run_pipeline([failing, working], evaluations_of, parallel=2)
+    assert evaluated == [1]  # only the run that trained is evaluated
+    assert not failing.settings_file.exists() and working.settings_file.exists()
