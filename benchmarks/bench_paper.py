@@ -226,16 +226,21 @@ def _run_pipeline(trains: list[Job], evaluations_of: Callable[[Job], list[Job]],
 
         def submit(jobs: list[Job]) -> None:
             for job in jobs:
-                if job.is_cached():
-                    counts[job.kind][0] += 1
-                    if job.kind == "train":
-                        submit(evaluations_of(job))
-                    continue
                 counts[job.kind][1] += 1
                 job.settings_file.unlink(missing_ok=True)  # a stale result must not be read if this job fails
                 pending.add(pool.submit(_run_job, job))
 
-        submit(trains)
+        def evaluations_to_run(train: Job) -> list[Job]:
+            evaluations = evaluations_of(train)
+            counts["evaluate"][0] += sum(job.is_cached() for job in evaluations)
+            return [job for job in evaluations if not job.is_cached()]
+
+        # Training first (the pool runs jobs in the order submitted), then what cached runs still need.
+        cached = [train for train in trains if train.is_cached()]
+        counts["train"][0] = len(cached)
+        submit([train for train in trains if not train.is_cached()])
+        for train in cached:
+            submit(evaluations_to_run(train))
         print(
             f"training: {counts['train'][0]} cached, {counts['train'][1]} to run, {parallel} at a time; "
             "each run is evaluated as soon as it is trained",
@@ -254,7 +259,7 @@ def _run_pipeline(trains: list[Job], evaluations_of: Callable[[Job], list[Job]],
                 if code != 0:
                     failures.append(name)
                 elif job.kind == "train":
-                    submit(evaluations_of(job))
+                    submit(evaluations_to_run(job))
     print(
         f"jobs: training {counts['train'][0]} cached, {counts['train'][1]} run; "
         f"evaluation {counts['evaluate'][0]} cached, {counts['evaluate'][1]} run",
