@@ -58,6 +58,7 @@ VARIANTS = {  # variant -> hydra experiment preset
     "memoryless": "swap_fruit_memoryless",
     "teacher_forcing": "swap_fruit_teacher_forcing",
 }
+PAPER_DF = {"clean": 80.0, "occluded": 76.0}  # Diffusion Forcing paper, real robot (../shared/ANCHORS.md)
 GOALS = {"df_clean": 0.95, "df_occluded": 0.92, "memoryless_clean_max": 0.60}
 DEMO_STEPS = 135  # a scripted demonstration lasts about 13.5 s (0.1 s steps)
 
@@ -357,13 +358,21 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> Path:
             errors[1].append(100 * (row["ci95"][1] - row["success_rate"]))
         x = np.arange(len(conditions)) + (index - (len(variants) - 1) / 2) * width
         axis.bar(x, rates, width, yerr=errors, capsize=3, label=variant)
-    axis.axhline(80, color="grey", linestyle=":", linewidth=1)
-    axis.text(1.45, 81, "paper DF clean 80%", fontsize=7, color="grey", ha="right")
+    for index, condition in enumerate(conditions):  # the paper's real-robot DF result per condition
+        axis.hlines(PAPER_DF[condition], index - 0.45, index + 0.45, colors="grey", linestyles=":", linewidth=1.2)
+        axis.text(
+            index + 0.45,
+            PAPER_DF[condition] + 1.5,
+            f"paper DF {PAPER_DF[condition]:.0f}%",
+            fontsize=7,
+            color="grey",
+            ha="right",
+        )
     axis.set_xticks(range(len(conditions)), conditions)
     axis.set_ylabel("success rate (%) with 95% CI")
     axis.set_ylim(0, 105)
     axis.set_title("swap fruit in simulation")
-    axis.legend(fontsize=8, loc="upper right")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(variants), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
