@@ -139,7 +139,8 @@ def test_cached_demonstrations_are_reused_only_when_recorded_the_same_way(collec
 
     path, _, _ = collected
     config = SimCollectionConfig(image_size=IMAGE_SIZE)
-    assert ensure_demonstrations(path, 2, processes=1, progress=False, config=config) is None  # enough, recorded the same way
+    # Enough episodes, recorded the same way: nothing to do.
+    assert ensure_demonstrations(path, 2, processes=1, progress=False, config=config) is None
     older = tmp_path / "older.zarr"
     shutil.copytree(path, older)
     store = EpisodeStore.open(older)
