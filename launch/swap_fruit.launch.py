@@ -27,7 +27,7 @@ ARGUMENTS = {
     "robot_ip": ("172.16.0.2", "the robot's FCI address (unused with use_sim:=true)"),
     "namespace": ("", "ROS namespace of the robot and the policy node"),
     "checkpoint": ("", "policy checkpoint directory (required): its cameras, image size and actions must match"),
-    "image_size": ("64", "image size the checkpoint was trained at (px, square)"),
+    "image_size": ("32", "image size the checkpoint was trained at (px, square; config/policy_node.yaml)"),
     "front_camera": ("front", "name of the front camera (topics /camera/<name>/color/image_raw)"),
     "front_camera_serial": ("", "serial number of the front RealSense ('' = the first one found)"),
     "wrist_camera": ("wrist", "name of the wrist camera"),
