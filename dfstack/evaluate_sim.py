@@ -374,6 +374,23 @@ def evaluate_checkpoint(
     return evaluate_policy(loaded.model, loaded.normalizer, settings, video_path, progress)
 
 
+def add_episode_arguments(parser: argparse.ArgumentParser) -> None:
+    """How episodes end and how the runner samples: shared by evaluate-sim and the ROS
+    closed loop, so both accept the same words."""
+    from policy.schedules import SCHEDULE_KINDS
+
+    parser.add_argument(
+        "--full-episodes",
+        action="store_true",
+        help="run every episode for --max-steps and score the final state (the policy must stop and stay put)",
+    )
+    parser.add_argument(
+        "--schedule", default="pyramid", help=f"runner scheduling matrix: {'|'.join(SCHEDULE_KINDS)} (default pyramid)"
+    )
+    parser.add_argument("--horizon", type=int, default=2, help="runner horizon in tokens (default 2)")
+    parser.add_argument("--steps", type=int, default=8, help="denoising steps (default 8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfstack evaluate-sim",
@@ -389,14 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fault-events", type=int, default=3, help="fault events per episode for a named plan")
     parser.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="env steps before giving up")
-    parser.add_argument(
-        "--full-episodes",
-        action="store_true",
-        help="run every episode for --max-steps and score the final state (the policy must stop and stay put)",
-    )
-    parser.add_argument("--schedule", default="pyramid", help="runner scheduling matrix: pyramid|autoregressive|full")
-    parser.add_argument("--horizon", type=int, default=2, help="runner horizon in tokens")
-    parser.add_argument("--steps", type=int, default=8, help="denoising steps")
+    add_episode_arguments(parser)
     parser.add_argument("--surprise", action="store_true", help="frame health also compares with predicted frames")
     parser.add_argument("--video", help="write a GIF of the first episode(s) here")
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes in the video (default 1)")

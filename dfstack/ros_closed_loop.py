@@ -1056,6 +1056,8 @@ def describe_condition(spec: ConditionSpec) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dfstack.evaluate_sim import add_episode_arguments
+
     parser = argparse.ArgumentParser(
         prog="python -m dfstack.ros_closed_loop",
         description=(
@@ -1095,14 +1097,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sim_robot_node pacing (default 1.0). The policy node runs on wall-clock time, so only 1.0 "
         "keeps the simulator's stamps and the policy's clock in step; other values are for debugging only",
     )
-    parser.add_argument(
-        "--full-episodes",
-        action="store_true",
-        help="run every episode for --max-steps and score its final state (the policy must stop and stay put)",
-    )
-    parser.add_argument("--schedule", default="pyramid", help="scheduling matrix: pyramid|autoregressive|full")
-    parser.add_argument("--horizon", type=int, default=2, help="runner horizon in tokens (default 2)")
-    parser.add_argument("--steps", type=int, default=8, help="denoising steps (default 8)")
+    add_episode_arguments(parser)
     parser.add_argument("--videos", type=int, default=1, help="video episodes per condition (default 1; 0 = none)")
     parser.add_argument(
         "--training-run", help="a training run directory: its metrics.jsonl becomes the report's training curve"
