@@ -111,7 +111,10 @@ class ImageEncoder(nn.Module):
         self.out = nn.Linear(previous * 16, out_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.out(self.pool(self.convs(images)).flatten(1))
+        features = self.convs(images)
+        if features.shape[-2:] != (4, 4):  # at 32 px the convs already end at 4x4; the pool would cost ~10% of a step
+            features = self.pool(features)
+        return self.out(features.flatten(1))
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -270,7 +273,12 @@ class DFPolicyModel(nn.Module):
         """Clean frames (..., C, H, W) reduced to the frame head's resolution."""
         s = self.config.frame_prediction_size
         lead = frames.shape[:-3]
-        pooled = F.adaptive_avg_pool2d(frames.reshape(-1, *frames.shape[-3:]), s)
+        flat = frames.reshape(-1, *frames.shape[-3:])
+        height, width = flat.shape[-2:]
+        if height % s == 0 and width % s == 0:  # the same means, without adaptive pooling's overhead
+            pooled = F.avg_pool2d(flat, (height // s, width // s))
+        else:
+            pooled = F.adaptive_avg_pool2d(flat, s)
         return pooled.view(*lead, *pooled.shape[-3:])
 
     def parameter_count(self) -> int:
