@@ -357,8 +357,13 @@ class Trainer:
                         writer.add_scalar("train/tokens_per_s", tokens_per_s, self.step)
                         writer.add_scalar("train/epoch", self.sampler.epoch, self.step)
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}")
+                    if self.time_budget_s is None:
+                        bar.update(1)
+                    else:
+                        bar.update(min(time.perf_counter() - started, bar.total) - bar.n)
+                    bar.set_postfix(
+                        step=self.step, loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}", refresh=False
+                    )
                 out_of_time = self.time_budget_s is not None and time.perf_counter() - started >= self.time_budget_s
                 if out_of_time:
                     stop_at = self.step  # the budget is spent: evaluate and save as at the end
@@ -538,6 +543,16 @@ class Trainer:
             return None
         from tqdm import tqdm
 
+        if self.time_budget_s is not None:
+            # A budgeted run ends on time, and optim.total_steps is then often a large cap: a
+            # bar over steps would show an ETA of days. This one counts the budget's seconds.
+            return tqdm(
+                total=float(self.time_budget_s),
+                desc="train",
+                unit="s",
+                dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} of the time budget{postfix}",
+            )
         return tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
 
     def close(self) -> None:

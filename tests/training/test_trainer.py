@@ -111,15 +111,26 @@ def test_evaluation_hook_runs_closed_loop_episodes(tiny_store: Path, tmp_path: P
     assert load_checkpoint(best_sim).metadata["training_step"] == 3
 
 
-def test_time_budget_stops_the_run_with_a_decayed_rate_and_a_metrics_log(tiny_store: Path, tmp_path: Path) -> None:
+def test_time_budget_stops_the_run_with_a_decayed_rate_and_a_metrics_log(
+    tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
     import time
 
     run = tmp_path / "budget"
     started = time.perf_counter()
     trainer, result = _train(
-        tiny_overrides(tiny_store, run, time_budget_s=1.0, **{"optim.total_steps": 10**6, "logging.log_every": 1})
+        tiny_overrides(
+            tiny_store,
+            run,
+            time_budget_s=1.0,
+            **{"optim.total_steps": 10**6, "logging.log_every": 1, "logging.progress": True},
+        )
     )
+    # The bar counts the budget, not the step cap (which would promise days of training).
+    progress = capsys.readouterr().err
+    assert "of the time budget" in progress and "100%" in progress
+    assert "/1000000" not in progress
     assert time.perf_counter() - started < 30.0
     assert 0 < result.step < 10**6  # stopped by the budget, not the step count
     lr = trainer.optimizer.param_groups[0]["lr"]
