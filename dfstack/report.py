@@ -125,10 +125,20 @@ def noise_label(camera: str, level: int, max_level: int, issues: str = "") -> st
     if level == 0:
         state = "clean, trusted"
     elif level >= max_level:
-        state = f"unusable{why} -> latent runs on memory"
+        state = f"unusable{why} -> runs on memory"
     else:
         state = f"partly trusted{why}"
     return f"{camera}  k={level}/{max_level}  {state}"
+
+
+def fit_text(draw: Any, text: str, font: Any, max_width: float) -> str:
+    """`text`, cut with an ellipsis where it would run past `max_width` pixels (several
+    frame-health issues at once make the noise label longer than its bar)."""
+    if draw.textlength(text, font=font) <= max_width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > max_width:
+        text = text[:-1]
+    return text.rstrip() + "..."
 
 
 def _font(size: int) -> Any:
@@ -204,7 +214,8 @@ def render_frame(
         canvas.paste(Image.fromarray(_resize(predicted, PANEL)), (right_x + BORDER, top + BORDER))
         bar_top = top + PANEL + 2 * BORDER
         draw.rectangle([left_x, bar_top, width - MARGIN - 1, bar_top + BAR - 3], fill=colour)
-        draw.text((left_x + 4, bar_top + 2), noise_label(camera, level, trace.max_level, issues), (0, 0, 0), small)
+        label = fit_text(draw, noise_label(camera, level, trace.max_level, issues), small, width - MARGIN - left_x - 8)
+        draw.text((left_x + 4, bar_top + 2), label, (0, 0, 0), small)
     return np.asarray(canvas)
 
 

@@ -167,3 +167,19 @@ def test_training_history_skips_a_cut_line(tmp_path: Path) -> None:
     assert load_training_history(run) == [{"step": 1, "loss": 2.0}, {"step": 2, "val_loss": 1.5}]
     with pytest.raises(ValueError, match=r"metrics\.jsonl"):
         load_training_history(tmp_path / "nowhere")
+
+
+def test_a_long_noise_label_is_cut_to_its_bar_and_a_short_one_kept() -> None:
+    from PIL import Image, ImageDraw
+
+    from dfstack.report import _font, fit_text, noise_label
+
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    font = _font(13)
+    long = noise_label("front", K, K, "black,frozen,stale,surprising")
+    width = 300
+    assert draw.textlength(long, font=font) > width  # the case the bar overflowed
+    cut = fit_text(draw, long, font, width)
+    assert cut.endswith("...") and long.startswith(cut[:-3]) and draw.textlength(cut, font=font) <= width
+    short = noise_label("wrist", 0, K)
+    assert fit_text(draw, short, font, width) == short
