@@ -179,3 +179,24 @@ def test_swap_fruit_argument_defaults_agree_with_the_policy_config() -> None:
     assert "image_size" in shared
     disagree = {name: (defaults[name], params[name]) for name in shared if defaults[name] != str(params[name]).lower()}
     assert not disagree, f"launch default vs policy_node.yaml: {disagree}"
+
+
+def argument_defaults(path: Path) -> dict[str, str]:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
+            return {k.value: v.elts[0].value for k, v in zip(node.value.keys, node.value.values, strict=True)}
+    return {}
+
+
+@pytest.mark.parametrize("name", ["swap_fruit.launch.py", "record_demos.launch.py"])
+def test_robot_arguments_repeated_by_an_including_launch_file_keep_robot_launch_defaults(name: str) -> None:
+    """swap_fruit and record_demos redeclare the robot's arguments they forward (so that
+    `--show-args` lists them); a default changed in one file only would make the two
+    launches drive a different robot by default."""
+    robot = argument_defaults(LAUNCH / "robot.launch.py")
+    including = argument_defaults(LAUNCH / name)
+    assert "robot.launch.py" in (LAUNCH / name).read_text()
+    shared = set(robot) & set(including)
+    assert {"use_sim", "robot_type", "robot_ip", "front_camera", "wrist_camera"} <= shared
+    differ = {arg: (including[arg], robot[arg]) for arg in sorted(shared) if including[arg] != robot[arg]}
+    assert not differ, f"{name} defaults differ from robot.launch.py: {differ}"
