@@ -172,6 +172,11 @@ def _burst_mask(
     return mask
 
 
+def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like `x`, drawn on the CPU generator (reproducible on any device)."""
+    return torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+
+
 def _noisy_frames(
     schedule: NoiseSchedule, frames: torch.Tensor, levels: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -185,8 +190,7 @@ def _noisy_frames(
     if bool(partial.any()):
         index = partial.nonzero(as_tuple=True)
         clean = frames[index]
-        noise = torch.randn(clean.shape, generator=generator).to(clean.device, clean.dtype)
-        noisy[index] = schedule.add_noise(clean, levels[index], noise)
+        noisy[index] = schedule.add_noise(clean, levels[index], _noise_like(clean, generator))
     return noisy
 
 
@@ -202,12 +206,9 @@ def _embed_sequence(
     B, T = batch.valid.shape
     schedule = model.schedule
 
-    def noise_like(x: torch.Tensor) -> torch.Tensor:
-        return torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-
     noisy_frames = _noisy_frames(schedule, batch.frames, levels.frames, generator)
-    proprio_noise = noise_like(batch.proprio)
-    action_noise = noise_like(batch.actions)
+    proprio_noise = _noise_like(batch.proprio, generator)
+    action_noise = _noise_like(batch.actions, generator)
     noisy_proprio = schedule.add_noise(batch.proprio, levels.proprio, proprio_noise)
     noisy_actions = schedule.add_noise(batch.actions, levels.actions, action_noise)
     embeddings = model.embed_token(

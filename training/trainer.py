@@ -356,15 +356,16 @@ class Trainer:
                         writer.add_scalar("train/lr", lr, self.step)
                         writer.add_scalar("train/tokens_per_s", tokens_per_s, self.step)
                         writer.add_scalar("train/epoch", self.sampler.epoch, self.step)
+                run_seconds = time.perf_counter() - started
                 if bar is not None:
                     if self.time_budget_s is None:
                         bar.update(1)
                     else:
-                        bar.update(min(time.perf_counter() - started, bar.total) - bar.n)
+                        bar.update(min(run_seconds, bar.total) - bar.n)
                     bar.set_postfix(
                         step=self.step, loss=f"{metrics['loss']:.4f}", tok_s=f"{tokens_per_s:.0f}", refresh=False
                     )
-                out_of_time = self.time_budget_s is not None and time.perf_counter() - started >= self.time_budget_s
+                out_of_time = self.time_budget_s is not None and run_seconds >= self.time_budget_s
                 if out_of_time:
                     stop_at = self.step  # the budget is spent: evaluate and save as at the end
                 final = self.step == self.total_steps or out_of_time

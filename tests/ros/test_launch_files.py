@@ -163,29 +163,25 @@ def test_policy_config_matches_the_node_parameters() -> None:
         assert type(value) is type(PARAMETER_DEFAULTS[key]), key
 
 
+def argument_defaults(path: Path) -> dict[str, str]:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
+            return {k.value: v.elts[0].value for k, v in zip(node.value.keys, node.value.values, strict=True)}
+    return {}
+
+
 def test_swap_fruit_argument_defaults_agree_with_the_policy_config() -> None:
     """A launch argument that overrides a parameter the checkpoint must match must default
     to policy_node.yaml's value, or the launch silently replaces the trained preset (an
     image size the checkpoint was not trained at is refused at start). Topic names may
     differ on purpose: the launch makes them relative to its namespace."""
-    tree = ast.parse((LAUNCH / "swap_fruit.launch.py").read_text())
-    defaults = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
-            defaults = {k.value: v.elts[0].value for k, v in zip(node.value.keys, node.value.values, strict=True)}
+    defaults = argument_defaults(LAUNCH / "swap_fruit.launch.py")
     params = yaml.safe_load((PACKAGE / "config" / "policy_node.yaml").read_text())["policy_node"]["ros__parameters"]
     preset = {"cameras", "image_size", "actions_per_token", "token_period_s", "command_rate_hz"}
     shared = sorted(set(defaults) & set(params) & preset)
     assert "image_size" in shared
     disagree = {name: (defaults[name], params[name]) for name in shared if defaults[name] != str(params[name]).lower()}
     assert not disagree, f"launch default vs policy_node.yaml: {disagree}"
-
-
-def argument_defaults(path: Path) -> dict[str, str]:
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
-            return {k.value: v.elts[0].value for k, v in zip(node.value.keys, node.value.values, strict=True)}
-    return {}
 
 
 @pytest.mark.parametrize("name", ["swap_fruit.launch.py", "record_demos.launch.py"])
