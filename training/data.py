@@ -206,15 +206,25 @@ def fit_normalizer(episodes: Sequence[EpisodeArrays], spec: PolicySpec, margin: 
 class SequenceDataset:
     """Episodes as fixed-length sequences from their start (padded, masked)."""
 
-    def __init__(self, episodes: Sequence[EpisodeArrays], normalizer: Normalizer, max_tokens: int | None) -> None:
+    def __init__(
+        self,
+        episodes: Sequence[EpisodeArrays],
+        normalizer: Normalizer,
+        max_tokens: int | None,
+        hold_tokens_after_end: int = 0,
+    ) -> None:
         if not episodes:
             raise TrainingConfigError("no episode to build sequences from")
-        longest = max(len(e) for e in episodes)
+        if hold_tokens_after_end < 0:
+            raise TrainingConfigError(f"hold_tokens_after_end must be >= 0, got {hold_tokens_after_end}")
+        longest = max(len(e) for e in episodes) + int(hold_tokens_after_end)
         self.sequence_length = longest if max_tokens is None else min(int(max_tokens), longest)
+        self.hold_after_end = hold_tokens_after_end > 0
         if self.sequence_length < 2:
             raise TrainingConfigError(f"sequences need at least 2 tokens, got {self.sequence_length}")
         self.episodes = list(episodes)
         action_dim = normalizer.action_low.shape[0]
+        self.action_dim = int(action_dim)
         self._proprio = [normalizer.normalize_proprio(e.proprio) for e in episodes]
         self._actions = [
             normalizer.normalize_actions(e.actions.reshape(len(e), -1, action_dim)).reshape(len(e), -1)
@@ -234,11 +244,31 @@ class SequenceDataset:
             out[:real] = array[:real]
             return out
 
+        def held(array: np.ndarray, rest: np.ndarray) -> np.ndarray:
+            out = np.empty((L, *array.shape[1:]), dtype=array.dtype)
+            out[:real] = array[:real]
+            out[real:] = rest
+            return out
+
+        if not self.hold_after_end or real < len(episode) or not episode.valid[-1]:
+            return {
+                "frames": padded(episode.frames),
+                "proprio": padded(self._proprio[index]),
+                "actions": padded(self._actions[index]),
+                "valid": padded(episode.valid),
+            }
+        # The robot keeps running after a demonstration ends, so the policy must learn
+        # that a finished task stays finished. Past its end the episode goes on as a
+        # hold: the last observation repeated, every action of a chunk the last target.
+        # This assumes demonstrations end at rest (the scripted ones hold for 3 s).
+        actions = self._actions[index]
+        chunk = actions[-1].reshape(-1, self.action_dim)
+        hold_chunk = np.tile(chunk[-1], chunk.shape[0])
         return {
-            "frames": padded(episode.frames),
-            "proprio": padded(self._proprio[index]),
-            "actions": padded(self._actions[index]),
-            "valid": padded(episode.valid),
+            "frames": held(episode.frames, episode.frames[-1]),
+            "proprio": held(self._proprio[index], self._proprio[index][-1]),
+            "actions": held(actions, hold_chunk),
+            "valid": held(episode.valid, np.ones((), dtype=episode.valid.dtype)),
         }
 
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -207,8 +207,9 @@ class Trainer:
             else fit_normalizer(train_episodes, self.spec, float(config.task.normalizer_margin))
         )
         max_tokens = config.task.max_tokens
-        self.train_data = SequenceDataset(train_episodes, self.normalizer, max_tokens)
-        self.val_data = SequenceDataset(val_episodes, self.normalizer, max_tokens) if val_episodes else None
+        hold = int(config.task.get("hold_tokens_after_end", 0))
+        self.train_data = SequenceDataset(train_episodes, self.normalizer, max_tokens, hold)
+        self.val_data = SequenceDataset(val_episodes, self.normalizer, max_tokens, hold) if val_episodes else None
         self.episode_counts = {"train": len(train_ids), "val": len(val_ids)}
         self.dataset_path = str(config.task.dataset)
 

@@ -46,6 +46,34 @@ def test_sequences_start_at_the_episode_start_and_mask_padding(tiny_store: Path,
     assert SequenceDataset(episodes, normalizer, max_tokens=3)[0]["frames"].shape[0] == 3
 
 
+def test_sequences_continue_past_the_end_as_a_hold_when_asked(tiny_store: Path, tmp_path: Path) -> None:
+    spec, episodes = _episodes(tiny_store, tmp_path)
+    normalizer = fit_normalizer(episodes, spec, margin=0.0)
+    data = SequenceDataset(episodes, normalizer, max_tokens=None, hold_tokens_after_end=3)
+    assert data.sequence_length == max(len(e) for e in episodes) + 3
+    shortest = min(range(len(episodes)), key=lambda i: len(episodes[i]))
+    end = len(episodes[shortest])
+    sample = data[shortest]
+    assert sample["valid"].all()  # no padding: the tail is a real (held) rest
+    np.testing.assert_array_equal(
+        sample["frames"][end:], np.broadcast_to(episodes[shortest].frames[-1], sample["frames"][end:].shape)
+    )
+    np.testing.assert_array_equal(
+        sample["proprio"][end:], np.broadcast_to(sample["proprio"][end - 1], sample["proprio"][end:].shape)
+    )
+    # Every action of a held chunk is the episode's last target.
+    d = spec.action.dim
+    held = sample["actions"][end:].reshape(len(sample["actions"]) - end, -1, d)
+    np.testing.assert_array_equal(held, np.broadcast_to(sample["actions"][end - 1].reshape(-1, d)[-1], held.shape))
+    # The real part is unchanged, and a cap on the length still applies.
+    np.testing.assert_array_equal(
+        sample["actions"][:end], SequenceDataset(episodes, normalizer, None)[shortest]["actions"][:end]
+    )
+    assert SequenceDataset(episodes, normalizer, max_tokens=3, hold_tokens_after_end=3).sequence_length == 3
+    with pytest.raises(Exception, match="hold_tokens_after_end must be >= 0"):
+        SequenceDataset(episodes, normalizer, None, hold_tokens_after_end=-1)
+
+
 def test_sampler_is_deterministic_disjoint_across_ranks_and_resumable() -> None:
     ranks = [EpisodeSampler(10, 3, seed=1, rank=r, world_size=2) for r in range(2)]
     first = [ranks[0].next_batch(), ranks[1].next_batch()]
