@@ -34,18 +34,14 @@ def _size(text: str) -> tuple[int, int]:
         h, w = text.lower().split("x")
         return int(h), int(w)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"size must look like 64x64 (height x width), got {text!r}"
-        ) from error
+        raise argparse.ArgumentTypeError(f"size must look like 64x64 (height x width), got {text!r}") from error
 
 
 def _episode_line(episode_id: str, meta: dict[str, Any]) -> str:
     streams = meta.get("streams", {})
     durations = [s["last_stamp"] - s["first_stamp"] for s in streams.values() if s.get("count")]
     frames = sum(s.get("count", 0) for s in streams.values() if s.get("kind") == "image")
-    flags = [
-        f for f, on in (("marked", meta.get("marked")), ("recovered", meta.get("recovered"))) if on
-    ]
+    flags = [f for f, on in (("marked", meta.get("marked")), ("recovered", meta.get("recovered"))) if on]
     return (
         f"{episode_id}  {max(durations, default=0):7.2f} s  {frames:6d} frames  "
         f"success={meta.get('success')!s:5}  "
@@ -187,9 +183,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     sizes = tuple(args.policy_size) if args.policy_size else StoreSettings().policy_image_sizes
     store = EpisodeStore.create(
         args.store,
-        StoreSettings(
-            image_codec=args.image_codec, policy_image_sizes=sizes, description=args.description
-        ),
+        StoreSettings(image_codec=args.image_codec, policy_image_sizes=sizes, description=args.description),
     )
     print(f"created {store.path} (image codec {args.image_codec}, policy sizes {list(sizes)})")
     return 0
@@ -207,9 +201,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         topics[topic] = stream
     store = EpisodeStore.open_or_create(args.store)
     for bag in args.bags:
-        result = import_rosbag(
-            bag, store, topics, task=args.task, stamp_source=args.stamps, progress=True
-        )
+        result = import_rosbag(bag, store, topics, task=args.task, stamp_source=args.stamps, progress=True)
         print(result.message)
         for problem in result.problems:
             print(f"  problem: {problem}")
@@ -220,10 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_collection.cli",
         description="Inspect, check, repair and view df-stack episode stores (zarr v3).",
-        epilog=(
-            "Exit status: 0 ok, 1 store not valid, 2 error. Every command takes the store "
-            "path first."
-        ),
+        epilog=("Exit status: 0 ok, 1 store not valid, 2 error. Every command takes the store path first."),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -235,9 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check every episode against its commit checksums")
     validate.add_argument("store", type=Path)
-    validate.add_argument(
-        "--quick", action="store_true", help="structure and timestamps only, no checksums"
-    )
+    validate.add_argument("--quick", action="store_true", help="structure and timestamps only, no checksums")
     validate.add_argument("--json", action="store_true")
     validate.set_defaults(func=cmd_validate)
 
@@ -259,17 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument("--json", action="store_true")
     repair.set_defaults(func=cmd_repair)
 
-    delete = sub.add_parser(
-        "delete", help="delete episodes by id, or the last one (to re-record it)"
-    )
+    delete = sub.add_parser("delete", help="delete episodes by id, or the last one (to re-record it)")
     delete.add_argument("store", type=Path)
     delete.add_argument("episodes", nargs="*", help="episode ids (ep_000003 or 3)")
     delete.add_argument("--last", action="store_true", help="delete the newest episode")
     delete.set_defaults(func=cmd_delete)
 
-    view = sub.add_parser(
-        "view", help="a video (cameras side by side) and an action/state plot per episode"
-    )
+    view = sub.add_parser("view", help="a video (cameras side by side) and an action/state plot per episode")
     view.add_argument("store", type=Path)
     view.add_argument("episodes", nargs="*", help="episode ids (default: all)")
     view.add_argument(
@@ -279,12 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default episode_views)",
     )
     view.add_argument("--format", choices=("mp4", "gif"), default="mp4")
-    view.add_argument(
-        "--height", type=int, default=240, help="height of each camera panel in pixels"
-    )
-    view.add_argument(
-        "--fps", type=float, default=None, help="playback rate (default: the camera rate)"
-    )
+    view.add_argument("--height", type=int, default=240, help="height of each camera panel in pixels")
+    view.add_argument("--fps", type=float, default=None, help="playback rate (default: the camera rate)")
     view.set_defaults(func=cmd_view)
 
     create = sub.add_parser("create", help="create an empty store")
@@ -294,17 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy-size",
         type=_size,
         action="append",
-        help=(
-            "policy-resolution copy written per camera, e.g. 64x64 (repeatable; default "
-            "64x64, 48x48 and 32x32)"
-        ),
+        help=("policy-resolution copy written per camera, e.g. 64x64 (repeatable; default 64x64, 48x48 and 32x32)"),
     )
     create.add_argument("--description", default="")
     create.set_defaults(func=cmd_create)
 
-    importer = sub.add_parser(
-        "import-rosbag", help="import rosbag2 recordings (mcap or sqlite3), one episode per bag"
-    )
+    importer = sub.add_parser("import-rosbag", help="import rosbag2 recordings (mcap or sqlite3), one episode per bag")
     importer.add_argument("store", type=Path, help="store (created if missing)")
     importer.add_argument("bags", type=Path, nargs="+", help="rosbag2 directories")
     importer.add_argument(

@@ -159,9 +159,7 @@ class EpisodeWriter:
             spec = state.spec
             stream_dir = self.directory / spec.name
             stream_dir.mkdir()
-            atomic_write_json(
-                stream_dir / "zarr.json", group_document({"stream": spec.to_dict()}), False
-            )
+            atomic_write_json(stream_dir / "zarr.json", group_document({"stream": spec.to_dict()}), False)
             if spec.is_image:
                 zarr.create_array(
                     str(stream_dir / "data"),
@@ -263,9 +261,7 @@ class EpisodeWriter:
             crc = zlib.crc32(frame, state.crc)
             _write_all(state.log_fd, FRAME_RECORD.pack(stamp, crc))
         except OSError as error:
-            raise StreamWriteError(
-                error.errno, f"stream {stream!r}: {error.strerror or error}"
-            ) from error
+            raise StreamWriteError(error.errno, f"stream {stream!r}: {error.strerror or error}") from error
         state.crc = crc
         state.count += 1
         if state.first_stamp is None:
@@ -284,9 +280,7 @@ class EpisodeWriter:
         try:
             _write_all(state.log_fd, records.tobytes())
         except OSError as error:
-            raise StreamWriteError(
-                error.errno, f"stream {stream!r}: {error.strerror or error}"
-            ) from error
+            raise StreamWriteError(error.errno, f"stream {stream!r}: {error.strerror or error}") from error
         state.count += n
         if state.first_stamp is None:
             state.first_stamp = float(stamps[0])
@@ -386,9 +380,7 @@ class EpisodeWriter:
                 )
                 if count:
                     array[:] = values
-                checksums[f"{spec.name}/data"] = _checksum_entry(
-                    zlib.crc32(values), values.shape, "float64"
-                )
+                checksums[f"{spec.name}/data"] = _checksum_entry(zlib.crc32(values), values.shape, "float64")
             stamps_array = zarr.create_array(
                 str(stream_dir / "stamps"),
                 shape=(count,),
@@ -399,18 +391,14 @@ class EpisodeWriter:
             )
             if count:
                 stamps_array[:] = stamps
-            checksums[f"{spec.name}/stamps"] = _checksum_entry(
-                zlib.crc32(stamps), (count,), "float64"
-            )
+            checksums[f"{spec.name}/stamps"] = _checksum_entry(zlib.crc32(stamps), (count,), "float64")
             stream_meta[spec.name] = {
                 **spec.to_dict(),
                 "count": count,
                 "first_stamp": float(stamps[0]) if count else None,
                 "last_stamp": float(stamps[-1]) if count else None,
                 "measured_rate_hz": (
-                    float((count - 1) / (stamps[-1] - stamps[0]))
-                    if count > 1 and stamps[-1] > stamps[0]
-                    else None
+                    float((count - 1) / (stamps[-1] - stamps[0])) if count > 1 and stamps[-1] > stamps[0] else None
                 ),
             }
         crash_point("seal_before_metadata")

@@ -65,9 +65,7 @@ class FeatureMapping:
         """Raise ValueError if the policy expects other vector sizes than this mapping makes."""
         problems = []
         if spec.proprio_dim != self.proprio_dim:
-            problems.append(
-                f"proprio_dim {spec.proprio_dim} (this mapping makes {self.proprio_dim})"
-            )
+            problems.append(f"proprio_dim {spec.proprio_dim} (this mapping makes {self.proprio_dim})")
         if spec.action.dim != self.action_dim:
             problems.append(f"action dim {spec.action.dim} (this mapping makes {self.action_dim})")
         if problems:

@@ -56,9 +56,7 @@ class AlignedEpisode:
         return int(self.token_times.shape[0])
 
 
-def nearest_earlier(
-    stamps: np.ndarray, times: np.ndarray, tolerance_s: float
-) -> tuple[np.ndarray, np.ndarray]:
+def nearest_earlier(stamps: np.ndarray, times: np.ndarray, tolerance_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Index of the newest sample at or before each time, and whether it is within the
     tolerance. Indices of invalid entries are 0 (safe to gather, then mask)."""
     index = np.searchsorted(stamps, times, side="right") - 1
@@ -71,9 +69,7 @@ def nearest_earlier(
     return safe, valid
 
 
-def _tolerance(
-    tolerance_s: float | dict[str, float] | None, episode: Episode, stream: str
-) -> float:
+def _tolerance(tolerance_s: float | dict[str, float] | None, episode: Episode, stream: str) -> float:
     if isinstance(tolerance_s, dict) and stream in tolerance_s:
         return float(tolerance_s[stream])
     if isinstance(tolerance_s, (int, float)):
@@ -97,8 +93,7 @@ def align_episode(
     missing = [s for s in needed if s not in episode.stream_names]
     if missing:
         raise KeyError(
-            f"episode {episode.id} lacks streams {missing} needed by the policy spec; it has "
-            f"{episode.stream_names}"
+            f"episode {episode.id} lacks streams {missing} needed by the policy spec; it has {episode.stream_names}"
         )
     stamps = {s: episode.stamps(s) for s in dict.fromkeys(needed)}
     observed = [*cameras, *mapping.proprio_streams()]
@@ -115,9 +110,7 @@ def align_episode(
     frame_valid: dict[str, np.ndarray] = {}
     frame_age: dict[str, np.ndarray] = {}
     for camera in spec.cameras:
-        index, valid = nearest_earlier(
-            stamps[camera.name], token_times, _tolerance(tolerance_s, episode, camera.name)
-        )
+        index, valid = nearest_earlier(stamps[camera.name], token_times, _tolerance(tolerance_s, episode, camera.name))
         images = _camera_frames(episode, camera.name, (camera.height, camera.width), index, valid)
         images = to_channels(images, camera.channels)
         images[~valid] = 0

@@ -190,23 +190,16 @@ class Recorder:
             # cannot interleave out of order.
             last = self._last_stamp[stream]
             if not np.isfinite(stamp):
-                return self._reject(
-                    stream, "stamp", f"stream {stream!r}: timestamp {stamp} is not finite", stamp
-                )
+                return self._reject(stream, "stamp", f"stream {stream!r}: timestamp {stamp} is not finite", stamp)
             if stamp <= last:
                 what = "repeats" if stamp == last else f"went backwards by {last - stamp:.6f} s"
                 return self._reject(
                     stream,
                     "repeat" if stamp == last else "backwards",
-                    f"stream {stream!r}: timestamp {stamp:.6f} {what} (previous {last:.6f}); "
-                    "sample rejected",
+                    f"stream {stream!r}: timestamp {stamp:.6f} {what} (previous {last:.6f}); sample rejected",
                     stamp,
                 )
-            while (
-                self.config.block_when_full
-                and len(buffer.items) >= buffer.capacity
-                and self._recording
-            ):
+            while self.config.block_when_full and len(buffer.items) >= buffer.capacity and self._recording:
                 buffer.lock.release()
                 try:
                     time.sleep(0.001)
@@ -245,9 +238,7 @@ class Recorder:
             self._stalled[stream] = False
         return True
 
-    def _check_value(
-        self, spec: StreamSpec, value: Any, encoding: str | None
-    ) -> tuple[str, str] | None:
+    def _check_value(self, spec: StreamSpec, value: Any, encoding: str | None) -> tuple[str, str] | None:
         name = spec.name
         if spec.is_image:
             if encoding is not None and encoding != spec.encoding:
@@ -318,9 +309,7 @@ class Recorder:
         writes the store, DiskFullError with too little free space, StoreError if an
         episode is already being recorded."""
         if self.state != IDLE:
-            raise StoreError(
-                f"cannot start: episode {self.episode_id} is {self.state}; stop or discard it first"
-            )
+            raise StoreError(f"cannot start: episode {self.episode_id} is {self.state}; stop or discard it first")
         if initial_configuration is None:
             initial_configuration = {name: value.tolist() for name, value in self._latest.items()}
         header = {
@@ -336,9 +325,7 @@ class Recorder:
         }
         self.store.acquire_writer_lock()
         try:
-            writer = self.store.begin_episode(
-                list(self.specs.values()), header, self.config.min_free_bytes
-            )
+            writer = self.store.begin_episode(list(self.specs.values()), header, self.config.min_free_bytes)
         except BaseException:
             self.store.release_writer_lock()
             raise
@@ -399,9 +386,7 @@ class Recorder:
         self._writer_cpu_s = 0.0
         self.state = RECORDING
         self._recording = True
-        self._thread = threading.Thread(
-            target=self._run_writer, name=f"recorder-{self.episode_id}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run_writer, name=f"recorder-{self.episode_id}", daemon=True)
         self._thread.start()
 
     def _halt(self, abandon: bool) -> None:
@@ -457,9 +442,7 @@ class Recorder:
                     f"episode {episode_id} could not be committed ({error}); it is kept in "
                     f"{self.store.path}/_staging: free space and run `repair` to recover it"
                 ) from error
-            message = f"episode {episode_id} committed" + (
-                f" (marked: {len(problems)} problem(s))" if problems else ""
-            )
+            message = f"episode {episode_id} committed" + (f" (marked: {len(problems)} problem(s))" if problems else "")
             log.info(message)
             return CommitResult(episode_id, True, message, problems, statistics, committed)
         finally:
@@ -552,9 +535,7 @@ class Recorder:
         except OSError:
             free = None
         if free is not None and free < self.config.min_free_bytes // 2:
-            self._fail(
-                "*", OSError(28, f"only {free / 1e6:.0f} MB free, below the recording reserve")
-            )
+            self._fail("*", OSError(28, f"only {free / 1e6:.0f} MB free, below the recording reserve"))
             return
         now = self.clock()
         for name, spec in self.specs.items():
@@ -564,9 +545,7 @@ class Recorder:
             if not self._stalled[name] and now - reference > limit:
                 self._stalled[name] = True
                 self._stats[name].stalls += 1
-                since = (
-                    "since the episode started" if last == float("-inf") else f"since t={last:.3f}"
-                )
+                since = "since the episode started" if last == float("-inf") else f"since t={last:.3f}"
                 self._note(
                     name,
                     "stall",
@@ -577,9 +556,7 @@ class Recorder:
     def _final_stream_checks(self) -> None:
         for name, stats in self._stats.items():
             if stats.accepted == 0 and not self._writer_has(name):
-                self._note(
-                    name, "empty", f"stream {name!r} delivered no samples during the episode"
-                )
+                self._note(name, "empty", f"stream {name!r} delivered no samples during the episode")
 
     def _writer_has(self, name: str) -> bool:
         writer = self._writer
@@ -590,8 +567,7 @@ class Recorder:
     def problems(self) -> list[str]:
         with self._problem_lock:
             return [
-                message if count == 1 else f"{message} [{count} times]"
-                for message, count in self._problems.values()
+                message if count == 1 else f"{message} [{count} times]" for message, count in self._problems.values()
             ]
 
     def statistics(self) -> dict[str, Any]:

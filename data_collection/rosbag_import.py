@@ -90,9 +90,7 @@ def _vector(message: Any) -> np.ndarray:
 
 
 def _image(message: Any) -> tuple[np.ndarray, str]:
-    return decode_ros_image(
-        message.encoding, message.height, message.width, message.step, message.data
-    ), "rgb8"
+    return decode_ros_image(message.encoding, message.height, message.width, message.step, message.data), "rgb8"
 
 
 def _compressed_image(message: Any) -> tuple[np.ndarray, str]:
@@ -135,13 +133,9 @@ def _infer_spec(
         return template
     if converter in ("image", "compressed_image"):
         image, _ = _image(first) if converter == "image" else _compressed_image(first)
-        return StreamSpec(
-            stream, IMAGE, image.shape, rate, "rgb8" if image.shape[2] == 3 else "mono8"
-        )
+        return StreamSpec(stream, IMAGE, image.shape, rate, "rgb8" if image.shape[2] == 3 else "mono8")
     if converter == "pose":
-        return StreamSpec(
-            stream, VECTOR, (7,), rate, fields=("x", "y", "z", "qx", "qy", "qz", "qw")
-        )
+        return StreamSpec(stream, VECTOR, (7,), rate, fields=("x", "y", "z", "qx", "qy", "qz", "qw"))
     if converter == "twist":
         return StreamSpec(stream, VECTOR, (6,), rate, fields=("vx", "vy", "vz", "wx", "wy", "wz"))
     if converter == "gripper_width":
@@ -173,11 +167,7 @@ def import_rosbag(
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
-    mappings = (
-        [TopicMapping(t, s) for t, s in topics.items()]
-        if isinstance(topics, dict)
-        else list(topics)
-    )
+    mappings = [TopicMapping(t, s) for t, s in topics.items()] if isinstance(topics, dict) else list(topics)
     if stamp_source not in ("header", "receive"):
         raise ValueError(f"stamp_source must be 'header' or 'receive', got {stamp_source!r}")
     path = Path(bag)
@@ -204,9 +194,7 @@ def import_rosbag(
             count = sum(c.msgcount for c in by_topic[mapping.topic])
             _, _, raw = next(reader.messages(connections=by_topic[mapping.topic]))
             first = reader.deserialize(raw, connection.msgtype)
-            spec = _infer_spec(
-                mapping.stream, converter, first, count, duration_s, templates.get(mapping.stream)
-            )
+            spec = _infer_spec(mapping.stream, converter, first, count, duration_s, templates.get(mapping.stream))
             converters[mapping.topic] = (spec, converter)
         specs = list({spec.name: spec for spec, _ in converters.values()}.values())
         bag_time = [reader.start_time * 1e-9]
@@ -216,9 +204,7 @@ def import_rosbag(
             RecorderConfig(block_when_full=True, min_free_bytes=0),
             clock=lambda: bag_time[0],
         )
-        recorder.start_episode(
-            task=task, metadata={"source": {"rosbag": str(path)}, **(metadata or {})}
-        )
+        recorder.start_episode(task=task, metadata={"source": {"rosbag": str(path)}, **(metadata or {})})
         seen_encoding: dict[str, str] = {}
         wanted = [c for m in mappings for c in by_topic[m.topic]]
         iterator: Any = reader.messages(connections=wanted)
@@ -249,9 +235,7 @@ def import_rosbag(
                                 f"camera {spec.name!r}: encoding changed from {previous!r} to "
                                 f"{encoding!r} at t={stamp:.3f}",
                             )
-                        image, image_encoding = (
-                            _image(message) if converter == "image" else _compressed_image(message)
-                        )
+                        image, image_encoding = _image(message) if converter == "image" else _compressed_image(message)
                         recorder.add(spec.name, stamp, image, encoding=image_encoding)
                         continue
                     if converter == "pose":
@@ -261,9 +245,7 @@ def import_rosbag(
                     elif converter == "joint_state":
                         values = _joint_values(message, spec.shape[0])
                     elif converter == "gripper_width":
-                        values = np.array(
-                            [float(np.sum(np.asarray(message.position, dtype=np.float64)))]
-                        )
+                        values = np.array([float(np.sum(np.asarray(message.position, dtype=np.float64)))])
                     else:
                         values = handlers.get(converter, _vector)(message)
                     recorder.add(spec.name, stamp, _fit(values, spec.shape[0]))
@@ -271,8 +253,7 @@ def import_rosbag(
                     recorder.note_problem(
                         spec.name,
                         "decode",
-                        f"stream {spec.name!r}: message at t={stamp:.3f} "
-                        f"could not be converted ({error})",
+                        f"stream {spec.name!r}: message at t={stamp:.3f} could not be converted ({error})",
                     )
             result = recorder.stop_episode(success=success)
         except BaseException:

@@ -91,26 +91,16 @@ class StreamSpec:
         object.__setattr__(self, "fields", tuple(self.fields))
         if self.kind == IMAGE:
             if len(self.shape) != 3 or self.shape[2] not in (1, 3) or min(self.shape) < 1:
-                raise ValueError(
-                    f"image stream {self.name!r}: shape must be (height, width, 1 or 3), got "
-                    f"{self.shape}"
-                )
+                raise ValueError(f"image stream {self.name!r}: shape must be (height, width, 1 or 3), got {self.shape}")
             if not self.encoding:
                 object.__setattr__(self, "encoding", "rgb8" if self.shape[2] == 3 else "mono8")
         elif self.kind == VECTOR:
             if len(self.shape) != 1 or self.shape[0] < 1:
-                raise ValueError(
-                    f"vector stream {self.name!r}: shape must be (dim,), got {self.shape}"
-                )
+                raise ValueError(f"vector stream {self.name!r}: shape must be (dim,), got {self.shape}")
             if self.fields and len(self.fields) != self.shape[0]:
-                raise ValueError(
-                    f"vector stream {self.name!r}: {len(self.fields)} field names for dim "
-                    f"{self.shape[0]}"
-                )
+                raise ValueError(f"vector stream {self.name!r}: {len(self.fields)} field names for dim {self.shape[0]}")
         else:
-            raise ValueError(
-                f"stream {self.name!r}: kind must be 'image' or 'vector', got {self.kind!r}"
-            )
+            raise ValueError(f"stream {self.name!r}: kind must be 'image' or 'vector', got {self.kind!r}")
         if not self.rate_hz > 0:
             raise ValueError(f"stream {self.name!r}: rate_hz must be > 0, got {self.rate_hz}")
 
@@ -135,9 +125,7 @@ class StreamSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StreamSpec:
         known = {f for f in cls.__dataclass_fields__}
-        return cls(
-            **{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
-        )
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
 
 
 def fr3_stream_specs(
@@ -155,9 +143,7 @@ def fr3_stream_specs(
     height, width = image_shape
     joints = [f"fr3_joint{i}" for i in range(1, 8)]
     streams = [
-        StreamSpec(
-            name, IMAGE, (height, width, 3), camera_rate_hz, "rgb8", description=f"{name} camera"
-        )
+        StreamSpec(name, IMAGE, (height, width, 3), camera_rate_hz, "rgb8", description=f"{name} camera")
         for name in camera_names
     ]
     streams += [

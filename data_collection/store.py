@@ -129,9 +129,7 @@ class Episode:
         self._cache: dict[str, Any] = {}
 
     def __repr__(self) -> str:
-        return (
-            f"Episode({self.id!r}, task={self.metadata.get('task')!r}, streams={self.stream_names})"
-        )
+        return f"Episode({self.id!r}, task={self.metadata.get('task')!r}, streams={self.stream_names})"
 
     @property
     def stream_names(self) -> list[str]:
@@ -205,9 +203,7 @@ def verify_episode_dir(path: Path, metadata: dict[str, Any], checksums: bool = T
             problems.append(f"{name}: array {key} cannot be opened ({error})")
             continue
         if list(array.shape) != expected["shape"]:
-            problems.append(
-                f"{name}: array {key} has shape {list(array.shape)}, expected {expected['shape']}"
-            )
+            problems.append(f"{name}: array {key} has shape {list(array.shape)}, expected {expected['shape']}")
             continue
         try:
             if key.endswith("/stamps"):
@@ -224,9 +220,7 @@ def verify_episode_dir(path: Path, metadata: dict[str, Any], checksums: bool = T
             continue
         if crc is not None and f"{crc & 0xFFFFFFFF:08x}" != expected["crc32"]:
             problems.append(f"{name}: array {key} fails its checksum (data changed since commit)")
-    missing = [
-        s for s in metadata.get("streams", {}) if f"{s}/stamps" not in metadata.get("checksums", {})
-    ]
+    missing = [s for s in metadata.get("streams", {}) if f"{s}/stamps" not in metadata.get("checksums", {})]
     if missing:
         problems.append(f"{name}: streams {missing} have no checksum")
     return problems
@@ -269,9 +263,7 @@ class EpisodeStore:
     # -- creation / opening ---------------------------------------------------------
 
     @classmethod
-    def create(
-        cls, path: str | Path, settings: StoreSettings | None = None, durable: bool = True
-    ) -> EpisodeStore:
+    def create(cls, path: str | Path, settings: StoreSettings | None = None, durable: bool = True) -> EpisodeStore:
         """Create an empty store; fails if `path` exists. Built in a sibling temp directory
         and renamed into place, so a kill never leaves a half-created store at `path`."""
         path = Path(path)
@@ -301,9 +293,7 @@ class EpisodeStore:
             atomic_write_json(building / "zarr.json", group_document(attributes), durable)
             os.rename(building, path)
         except FileExistsError as error:
-            raise StoreError(
-                f"cannot create an episode store at {path}: the path already exists"
-            ) from error
+            raise StoreError(f"cannot create an episode store at {path}: the path already exists") from error
         except OSError:
             shutil.rmtree(building, ignore_errors=True)
             raise
@@ -326,8 +316,7 @@ class EpisodeStore:
         schema, version = attributes.get("schema"), attributes.get("schema_version")
         if schema != SCHEMA_NAME:
             raise SchemaMismatchError(
-                f"{path} is not a df-stack episode store: its schema is {schema!r}, expected "
-                f"{SCHEMA_NAME!r}"
+                f"{path} is not a df-stack episode store: its schema is {schema!r}, expected {SCHEMA_NAME!r}"
             )
         if version != SCHEMA_VERSION:
             raise SchemaMismatchError(
@@ -338,9 +327,7 @@ class EpisodeStore:
             )
         for sub in (EPISODES, STAGING, TRASH):
             if not (path / sub).is_dir():
-                raise StoreError(
-                    f"{path} is missing its {sub}/ directory; it was not created by df-stack"
-                )
+                raise StoreError(f"{path} is missing its {sub}/ directory; it was not created by df-stack")
         return cls(path, attributes, durable)
 
     @classmethod
@@ -376,8 +363,7 @@ class EpisodeStore:
         found = [
             n
             for n in names
-            if episode_number(n) is not None
-            and (not require_header or (directory / n / "zarr.json").exists())
+            if episode_number(n) is not None and (not require_header or (directory / n / "zarr.json").exists())
         ]
         return sorted(found, key=lambda n: episode_number(n) or 0)
 
@@ -398,9 +384,7 @@ class EpisodeStore:
         if not (self._episode_dir(episode_id) / "zarr.json").exists():
             ids = self.episode_ids()
             listing = f"{ids[0]} .. {ids[-1]} ({len(ids)} episodes)" if ids else "no episodes"
-            raise EpisodeNotFoundError(
-                f"episode {episode_id} does not exist in {self.path}; the store has {listing}"
-            )
+            raise EpisodeNotFoundError(f"episode {episode_id} does not exist in {self.path}; the store has {listing}")
         return episode_id
 
     def metadata(self, episode: str | int) -> dict[str, Any]:
@@ -490,9 +474,7 @@ class EpisodeStore:
                 "started_at": time.time(),
             }
         )
-        return EpisodeWriter(
-            self.path / STAGING / episode_id, streams, self.settings, header, self.durable
-        )
+        return EpisodeWriter(self.path / STAGING / episode_id, streams, self.settings, header, self.durable)
 
     def reopen_staged(self, episode: str | int) -> EpisodeWriter:
         """A staged episode left by a killed process, ready to resume (writer lock needed)."""
@@ -502,9 +484,7 @@ class EpisodeStore:
             raise EpisodeNotFoundError(f"no resumable staged episode {episode_id} in {self.path}")
         return EpisodeWriter.reopen(directory, self.durable)
 
-    def commit(
-        self, writer: EpisodeWriter, metadata: dict[str, Any], verify_frames: bool = False
-    ) -> dict[str, Any]:
+    def commit(self, writer: EpisodeWriter, metadata: dict[str, Any], verify_frames: bool = False) -> dict[str, Any]:
         """Seal a staged episode and make it visible atomically. Returns its metadata."""
         final = writer.seal(
             {
@@ -522,9 +502,7 @@ class EpisodeStore:
     def _publish(self, staged_dir: Path) -> None:
         target = self.path / EPISODES / staged_dir.name
         if target.exists():
-            raise StoreError(
-                f"cannot commit {staged_dir.name}: an episode with that id already exists"
-            )
+            raise StoreError(f"cannot commit {staged_dir.name}: an episode with that id already exists")
         if self.durable:
             # One sync instead of an fsync per chunk file (thousands per episode): after
             # it, the episode's data and metadata are on disk before the rename is.
@@ -561,9 +539,7 @@ class EpisodeStore:
     def delete_last(self) -> str:
         ids = self.episode_ids()
         if not ids:
-            raise EpisodeNotFoundError(
-                f"cannot delete the last episode: {self.path} has no episodes"
-            )
+            raise EpisodeNotFoundError(f"cannot delete the last episode: {self.path} has no episodes")
         return self.delete(ids[-1])
 
     def update_metadata(self, episode: str | int, **fields: Any) -> dict[str, Any]:
@@ -621,16 +597,12 @@ class EpisodeStore:
                 report.errors.extend(problems)
                 report.bad_episodes.append(episode_id)
             if metadata.get("marked"):
-                report.warnings.append(
-                    f"{episode_id}: marked at recording: " + "; ".join(metadata.get("problems", []))
-                )
+                report.warnings.append(f"{episode_id}: marked at recording: " + "; ".join(metadata.get("problems", [])))
         for staged in self.staged_ids():
             report.errors.append(f"{staged}: partial episode left in {STAGING}/ (run `repair`)")
         leftovers = [n for n in os.listdir(self.path / TRASH) if n != "zarr.json"]
         if leftovers:
-            report.warnings.append(
-                f"{len(leftovers)} interrupted deletion(s) in {TRASH}/ (run `repair`)"
-            )
+            report.warnings.append(f"{len(leftovers)} interrupted deletion(s) in {TRASH}/ (run `repair`)")
         return report
 
     def repair(self, recover: bool = True, checksums: bool = True) -> RepairReport:
@@ -645,9 +617,7 @@ class EpisodeStore:
                 if name != "zarr.json":
                     shutil.rmtree(self.path / TRASH / name, ignore_errors=True)
                     report.actions.append(
-                        RepairAction(
-                            name.split(".")[0], "cleaned", "finished an interrupted deletion"
-                        )
+                        RepairAction(name.split(".")[0], "cleaned", "finished an interrupted deletion")
                     )
             for directory in (
                 self.path,
@@ -676,9 +646,7 @@ class EpisodeStore:
             header = read_json(path / "zarr.json")["attributes"]
         except (OSError, ValueError, KeyError):
             self._remove_dir(path)
-            return RepairAction(
-                episode_id, "removed", "killed while the episode was being created; it held no data"
-            )
+            return RepairAction(episode_id, "removed", "killed while the episode was being created; it held no data")
         if header.get("state") == "sealed":
             problems = verify_episode_dir(path, header, checksums=True)
             if not problems:
@@ -692,9 +660,7 @@ class EpisodeStore:
                 )
             if not any(path.glob("*/*.log")):
                 self._remove_dir(path)
-                return RepairAction(
-                    episode_id, "removed", "sealed but failed verification: " + "; ".join(problems)
-                )
+                return RepairAction(episode_id, "removed", "sealed but failed verification: " + "; ".join(problems))
         if not recover:
             self._remove_dir(path)
             return RepairAction(episode_id, "removed", "partial episode (recovery not requested)")
@@ -702,9 +668,7 @@ class EpisodeStore:
             writer = EpisodeWriter.reopen(path, self.durable)
         except Exception as error:
             self._remove_dir(path)
-            return RepairAction(
-                episode_id, "removed", f"its recording could not be read back ({error})"
-            )
+            return RepairAction(episode_id, "removed", f"its recording could not be read back ({error})")
         counts = {name: state.count for name, state in writer.streams.items()}
         if writer.total_samples == 0:
             writer.close()
@@ -727,9 +691,7 @@ class EpisodeStore:
             header = {**header, "metadata": metadata}
         else:
             metadata = dict(header.get("metadata", {}))
-        interrupted = (
-            "recording was interrupted (process killed or crashed); the episode ends early"
-        )
+        interrupted = "recording was interrupted (process killed or crashed); the episode ends early"
         metadata.update(
             {
                 "recovered": True,
@@ -741,6 +703,4 @@ class EpisodeStore:
         writer.header = header
         self.commit(writer, metadata, verify_frames=True)
         summary = ", ".join(f"{n} {c}" for n, c in counts.items())
-        return RepairAction(
-            episode_id, "recovered", f"committed as incomplete with samples: {summary}"
-        )
+        return RepairAction(episode_id, "recovered", f"committed as incomplete with samples: {summary}")

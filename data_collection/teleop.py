@@ -75,16 +75,12 @@ class TeleopIntegrator:
         self._last_step: float | None = None
         self.initialized = False
 
-    def reset(
-        self, pose: np.ndarray, gripper_width: float | None = None, now: float | None = None
-    ) -> None:
+    def reset(self, pose: np.ndarray, gripper_width: float | None = None, now: float | None = None) -> None:
         """Start from the measured pose (x, y, z, qx, qy, qz, qw), so the first command does
         not jump; call at episode start and whenever the controller was re-engaged."""
         pose = np.asarray(pose, dtype=np.float64).reshape(-1)
         if pose.shape != (7,) or not np.all(np.isfinite(pose)):
-            raise ValueError(
-                f"reset pose must be 7 finite values (x, y, z, qx, qy, qz, qw), got {pose.tolist()}"
-            )
+            raise ValueError(f"reset pose must be 7 finite values (x, y, z, qx, qy, qz, qw), got {pose.tolist()}")
         self.position = np.clip(pose[:3], self.limits.workspace_min, self.limits.workspace_max)
         self.rotation = quat_to_matrix(pose[3:])
         if gripper_width is not None:
@@ -97,16 +93,12 @@ class TeleopIntegrator:
         self._last_step = now
         self.initialized = True
 
-    def set_twist(
-        self, stamp: float, linear: np.ndarray, angular: np.ndarray, gripper: float = 0.0
-    ) -> bool:
+    def set_twist(self, stamp: float, linear: np.ndarray, angular: np.ndarray, gripper: float = 0.0) -> bool:
         """Latest device input: linear (m/s), angular (rad/s), gripper in [-1, 1] (negative
         closes). Non-finite input is ignored (returns False) and counts as no input."""
         linear = np.asarray(linear, dtype=np.float64).reshape(3)
         angular = np.asarray(angular, dtype=np.float64).reshape(3)
-        if not (
-            np.all(np.isfinite(linear)) and np.all(np.isfinite(angular)) and np.isfinite(gripper)
-        ):
+        if not (np.all(np.isfinite(linear)) and np.all(np.isfinite(angular)) and np.isfinite(gripper)):
             return False
         self._linear, self._angular = linear, angular
         self._gripper_velocity = float(np.clip(gripper, -1.0, 1.0)) * self.limits.gripper_speed
@@ -115,9 +107,7 @@ class TeleopIntegrator:
 
     def set_gripper(self, width: float) -> None:
         """Absolute gripper target (e.g. a button that opens or closes)."""
-        self.gripper_width = float(
-            np.clip(width, self.limits.gripper_min_width, self.limits.gripper_max_width)
-        )
+        self.gripper_width = float(np.clip(width, self.limits.gripper_min_width, self.limits.gripper_max_width))
         self._gripper_velocity = 0.0
 
     def step(self, now: float) -> np.ndarray:
@@ -142,9 +132,7 @@ class TeleopIntegrator:
         # Re-orthonormalise so thousands of small steps do not drift off SO(3).
         u, _, vt = np.linalg.svd(self.rotation)
         self.rotation = u @ vt
-        self.position = np.clip(
-            self.position + linear * dt, self.limits.workspace_min, self.limits.workspace_max
-        )
+        self.position = np.clip(self.position + linear * dt, self.limits.workspace_min, self.limits.workspace_max)
         self.gripper_width = float(
             np.clip(
                 self.gripper_width + gripper_velocity * dt,

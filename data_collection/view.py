@@ -51,9 +51,7 @@ def render_video(
     if gif:
         writer = imageio.get_writer(out_path, mode="I", duration=1000.0 * step / rate, loop=0)
     else:
-        writer = imageio.get_writer(
-            out_path, fps=rate, codec="libx264", macro_block_size=1, quality=7
-        )
+        writer = imageio.get_writer(out_path, fps=rate, codec="libx264", macro_block_size=1, quality=7)
     iterator = indices
     if progress:
         from tqdm import tqdm
@@ -74,9 +72,7 @@ def render_video(
                         frame = np.repeat(frame, 3, axis=2)
                     panel = resize_area(frame, th, tw)
                 if panel.shape[0] != max(s[0] for s in sizes.values()):
-                    pad = np.zeros(
-                        (max(s[0] for s in sizes.values()) - panel.shape[0], tw, 3), np.uint8
-                    )
+                    pad = np.zeros((max(s[0] for s in sizes.values()) - panel.shape[0], tw, 3), np.uint8)
                     panel = np.concatenate([panel, pad])
                 panels.append(panel)
             writer.append_data(np.concatenate(panels, axis=1))
@@ -94,16 +90,12 @@ def plot_episode(episode: Episode, out_path: str | Path, max_points: int = 4000)
     import matplotlib.pyplot as plt
 
     out_path = Path(out_path)
-    vectors = [
-        s for s in episode.stream_names if not episode.spec(s).is_image and episode.count(s) > 0
-    ]
+    vectors = [s for s in episode.stream_names if not episode.spec(s).is_image and episode.count(s) > 0]
     if not vectors:
         raise ValueError(f"episode {episode.id} has no vector streams to plot")
     starts = [episode.stamps(s)[0] for s in episode.stream_names if episode.count(s) > 0]
     t0 = min(starts)
-    figure, axes = plt.subplots(
-        len(vectors), 1, figsize=(10, 2.2 * len(vectors)), sharex=True, squeeze=False
-    )
+    figure, axes = plt.subplots(len(vectors), 1, figsize=(10, 2.2 * len(vectors)), sharex=True, squeeze=False)
     for axis, stream in zip(axes[:, 0], vectors, strict=True):
         stamps, values = episode.stamps(stream), episode.values(stream)
         stride = max(1, len(stamps) // max_points)

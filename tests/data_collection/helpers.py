@@ -15,9 +15,7 @@ POLICY_SIZES = ((16, 16), (8, 8))
 
 
 def make_store(path: Path, durable: bool = False) -> EpisodeStore:
-    return EpisodeStore.create(
-        path, StoreSettings(policy_image_sizes=POLICY_SIZES), durable=durable
-    )
+    return EpisodeStore.create(path, StoreSettings(policy_image_sizes=POLICY_SIZES), durable=durable)
 
 
 class FakeClock:
@@ -28,9 +26,7 @@ class FakeClock:
         return self.now
 
 
-def make_recorder(
-    store: EpisodeStore, clock: FakeClock | None = None, **config: object
-) -> Recorder:
+def make_recorder(store: EpisodeStore, clock: FakeClock | None = None, **config: object) -> Recorder:
     # Tests feed faster than real time: wait for buffer space instead of dropping (the
     # overflow test turns this off).
     settings = {
@@ -52,9 +48,7 @@ def frame(value: int) -> np.ndarray:
     return np.full((*IMAGE_SHAPE, 3), value % 256, dtype=np.uint8)
 
 
-def feed(
-    recorder: Recorder, clock: FakeClock, ticks: int, dt: float = 0.01, skip: tuple[str, ...] = ()
-) -> None:
+def feed(recorder: Recorder, clock: FakeClock, ticks: int, dt: float = 0.01, skip: tuple[str, ...] = ()) -> None:
     """`ticks` control periods of samples: cameras every 3rd tick (pixel value = tick),
     state and commands every tick (x = stamp), gripper every 5th tick."""
     for _ in range(ticks):
@@ -78,9 +72,7 @@ def feed(
             recorder.add("gripper", t, [0.04])
 
 
-def record_episode(
-    store: EpisodeStore, ticks: int = 40, task: str = "test", clock: FakeClock | None = None
-):
+def record_episode(store: EpisodeStore, ticks: int = 40, task: str = "test", clock: FakeClock | None = None):
     clock = clock or FakeClock()
     recorder = make_recorder(store, clock)
     recorder.start_episode(task=task)

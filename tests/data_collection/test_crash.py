@@ -47,16 +47,10 @@ def test_kill_at_each_step(tmp_path, point, expected_actions, episodes_after):
     if point == "delete_after_rename":
         record_episode(store)
     checksums = store.metadata(first.episode_id)["checksums"]
-    code = CHILD.format(
-        tests=str(Path(__file__).parent), store=str(store.path), delete=point.startswith("delete")
-    )
+    code = CHILD.format(tests=str(Path(__file__).parent), store=str(store.path), delete=point.startswith("delete"))
     env = {**os.environ, "DF_STORE_CRASH_AT": point, "PYTHONPATH": str(REPO)}
-    child = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert child.returncode == -9, (
-        f"the child was not killed at {point}: {child.stdout} {child.stderr}"
-    )
+    child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, f"the child was not killed at {point}: {child.stdout} {child.stderr}"
     reopened = EpisodeStore.open(store.path)  # opens whatever the kill left
     assert reopened.metadata(first.episode_id)["checksums"] == checksums
     assert reopened.verify_episode(first.episode_id) == []

@@ -46,9 +46,7 @@ def test_alignment_to_token_grid(episode_store):
     assert np.allclose(aligned.proprio[:, 3:9], [1, 0, 0, 0, 1, 0])  # identity rotation in 6D
     assert np.allclose(aligned.proprio[:, 9], 0.04)
     # Actions: token t holds the commands in force mid-slot, at t_{t-1} + 0.1 (j + 0.5).
-    assert np.allclose(
-        aligned.action_times[3], aligned.token_times[3] - np.array([0.35, 0.25, 0.15, 0.05])
-    )
+    assert np.allclose(aligned.action_times[3], aligned.token_times[3] - np.array([0.35, 0.25, 0.15, 0.05]))
     lag = aligned.action_times[3] - aligned.actions[3, :, 0]
     assert np.all(lag > -1e-6) and np.all(lag < 0.01 + 1e-6)
     assert not aligned.action_valid[0, :3].any() and aligned.action_valid[1:].all()

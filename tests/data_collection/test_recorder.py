@@ -43,11 +43,7 @@ def test_lifecycle_statistics_and_initial_configuration(store):
     assert stats["state"] == "recording"
     meta = store.metadata(result.episode_id)
     assert meta["initial_configuration"]["joint_states"] == list(np.arange(14.0))
-    assert (
-        meta["slots"] == ["apple", "orange", None]
-        and meta["notes"] == "slipped"
-        and meta["success"] is False
-    )
+    assert meta["slots"] == ["apple", "orange", None] and meta["notes"] == "slipped" and meta["success"] is False
     assert meta["rates"]["ee_pose"] == 1000 and meta["cameras"]["front"]["shape"] == [
         *IMAGE_SHAPE,
         3,
@@ -134,16 +130,11 @@ def test_stream_that_stops_is_noticed(store):
     feed(recorder, clock, 30)
     feed(recorder, clock, 150, skip=("wrist",))  # 1.5 s without the wrist camera
     deadline = time.monotonic() + 5
-    while (
-        not any("wrist" in p and "stopped" in p for p in recorder.problems())
-        and time.monotonic() < deadline
-    ):
+    while not any("wrist" in p and "stopped" in p for p in recorder.problems()) and time.monotonic() < deadline:
         time.sleep(0.01)
     result = recorder.stop_episode()
     message = _only_problem(result, "stopped")
-    assert (
-        "stream 'wrist' stopped: no sample for" in message and "expected every 0.0333 s" in message
-    )
+    assert "stream 'wrist' stopped: no sample for" in message and "expected every 0.0333 s" in message
     assert result.committed and result.statistics["streams"]["wrist"]["stalls"] == 1
 
 
@@ -233,9 +224,7 @@ def test_resume_after_restart(store):
     assert restarted.pending_episodes() == ["ep_000000"]
     assert restarted.resume_episode() == "ep_000000"
     clock.now += 2.0
-    assert (
-        restarted.add("ee_pose", clock.now - 10, [0, 0, 0, 0, 0, 0, 1]) is False
-    )  # older than before the crash
+    assert restarted.add("ee_pose", clock.now - 10, [0, 0, 0, 0, 0, 0, 1]) is False  # older than before the crash
     feed(restarted, clock, 30)
     result = restarted.stop_episode(success=True)
     episode = store.episode(result.episode_id)

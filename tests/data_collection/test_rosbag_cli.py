@@ -23,20 +23,14 @@ def _write_bag(path, storage: str, frames: int = 20, bad_size_at: int | None = N
     types = store.types
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     with Writer(path, version=9, storage_plugin=plugin) as writer:
-        image_c = writer.add_connection(
-            "/camera/front/color/image_raw", "sensor_msgs/msg/Image", typestore=store
-        )
+        image_c = writer.add_connection("/camera/front/color/image_raw", "sensor_msgs/msg/Image", typestore=store)
         pose_c = writer.add_connection(
             "/franka_robot_state_broadcaster/current_pose",
             "geometry_msgs/msg/PoseStamped",
             typestore=store,
         )
-        joint_c = writer.add_connection(
-            "/franka_gripper/joint_states", "sensor_msgs/msg/JointState", typestore=store
-        )
-        twist_c = writer.add_connection(
-            "/spacenav/twist", "geometry_msgs/msg/Twist", typestore=store
-        )
+        joint_c = writer.add_connection("/franka_gripper/joint_states", "sensor_msgs/msg/JointState", typestore=store)
+        twist_c = writer.add_connection("/spacenav/twist", "geometry_msgs/msg/Twist", typestore=store)
         for i in range(frames):
             t = 1000.0 + i * 0.05
             stamp = types["builtin_interfaces/msg/Time"](sec=int(t), nanosec=round((t % 1) * 1e9))
@@ -94,9 +88,7 @@ def test_import_rosbag(tmp_path, storage):
     topics.append(TopicMapping("/spacenav/twist", "teleop"))
     result = import_rosbag(bag, store, topics, task="imported")
     episode = store.episode(result.episode_id)
-    assert (
-        episode.count("front") == 19 and episode.count("ee_pose") == 20
-    )  # the odd-sized frame is rejected
+    assert episode.count("front") == 19 and episode.count("ee_pose") == 20  # the odd-sized frame is rejected
     assert any("frame size 12x16x3, expected 24x32x3" in p for p in result.problems)
     first = np.asarray(episode.frames("front")[0])
     assert first[0, 0].tolist() == [255, 0, 0]  # bgr8 converted to rgb
@@ -149,9 +141,7 @@ def test_cli_create_import_and_view(tmp_path, capsys):
     assert cli(args) == 0
     out = tmp_path / "views"
     assert cli(["view", str(path), "0", "--out", str(out)]) == 0
-    assert (out / "ep_000000.mp4").stat().st_size > 0 and (
-        out / "ep_000000_plot.png"
-    ).stat().st_size > 0
+    assert (out / "ep_000000.mp4").stat().st_size > 0 and (out / "ep_000000_plot.png").stat().st_size > 0
     assert cli(["view", str(path), "--out", str(out), "--format", "gif"]) == 0
     assert (out / "ep_000000.gif").read_bytes()[:3] == b"GIF"
 
@@ -168,7 +158,4 @@ def test_bench_recorder_quick(tmp_path):
     from benchmarks.bench_recorder import main
 
     assert shutil.which("true")  # nothing else needed: the bench makes its own data
-    assert (
-        main(["--quick", "--seconds", "2", "--workdir", str(tmp_path), "--reader-seconds", "0.2"])
-        == 0
-    )
+    assert main(["--quick", "--seconds", "2", "--workdir", str(tmp_path), "--reader-seconds", "0.2"]) == 0

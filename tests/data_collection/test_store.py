@@ -104,9 +104,7 @@ def test_update_metadata_is_atomic_and_guarded(tmp_path):
     store = make_store(tmp_path / "s.zarr")
     record_episode(store)
     store.update_metadata(0, success=False, notes="dropped the apple")
-    assert (
-        store.metadata(0)["notes"] == "dropped the apple" and store.metadata(0)["success"] is False
-    )
+    assert store.metadata(0)["notes"] == "dropped the apple" and store.metadata(0)["success"] is False
     with pytest.raises(ValueError, match="checksums"):
         store.update_metadata(0, checksums={})
     assert store.verify_episode(0) == []

@@ -28,9 +28,7 @@ def test_constant_twist_integrates_and_is_clamped():
     teleop.reset(HOME, gripper_width=0.08, now=0.0)
     command, _ = _run(teleop, 1.0, twist=((0.1, 0, 0), (0, 0, 0)))
     assert command[:3] == pytest.approx([0.6, 0.0, 0.4], abs=1e-9)
-    command, _ = _run(
-        teleop, 1.0, twist=((1.0, 0, 0), (0, 0, 0)), start=1.0
-    )  # 4x over the speed limit
+    command, _ = _run(teleop, 1.0, twist=((1.0, 0, 0), (0, 0, 0)), start=1.0)  # 4x over the speed limit
     assert command[0] == pytest.approx(0.6 + 0.25, abs=1e-9) or command[0] == pytest.approx(0.8)
     command, _ = _run(teleop, 5.0, twist=((0.2, 0, -0.2), (0, 0, 0)), start=2.0)
     assert command[0] == pytest.approx(0.80) and command[2] == pytest.approx(0.02)  # workspace box
@@ -58,9 +56,7 @@ def test_stale_and_invalid_input_stops_motion():
     assert command[0] == pytest.approx(0.5 + 0.1 * 0.25, abs=1e-3)
     assert teleop.set_twist(2.0, (np.nan, 0, 0), (0, 0, 0)) is False
     before = teleop.step(2.01).copy()
-    assert teleop.step(5.0)[:3] == pytest.approx(
-        before[:3]
-    )  # a long stall does not jump (dt capped)
+    assert teleop.step(5.0)[:3] == pytest.approx(before[:3])  # a long stall does not jump (dt capped)
     with pytest.raises(RuntimeError, match="before reset"):
         TeleopIntegrator().step(0.0)
     with pytest.raises(ValueError, match="7 finite values"):
