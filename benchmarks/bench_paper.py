@@ -41,12 +41,13 @@ The last line printed is one JSON object with the table.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,17 @@ class Job:
             return False
 
 
+def _training_config_digest() -> str:
+    """A digest of the trainer's config tree: a run cached under other defaults (a new
+    learning rate, say) is retrained. Code changes are not seen; `--out` elsewhere or
+    deleting `runs/` redoes everything."""
+    digest = hashlib.sha256()
+    conf = ROOT / "training" / "conf"
+    for path in sorted(conf.rglob("*.yaml")):
+        digest.update(str(path.relative_to(conf)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _python() -> str:
     return sys.executable
 
@@ -142,7 +154,16 @@ class TrainBudget:
         return {"train_steps": self.steps} if self.steps is not None else {"train_seconds": self.seconds}
 
 
-def _train_job(out: Path, store: Path, variant: str, seed: int, budget: TrainBudget, demos: int, quick: bool) -> Job:
+def _train_job(
+    out: Path,
+    store: Path,
+    variant: str,
+    seed: int,
+    budget: TrainBudget,
+    demos: int,
+    quick: bool,
+    extra_overrides: Sequence[str] = (),
+) -> Job:
     run_dir = out / "runs" / f"{variant}-seed{seed}"
     overrides = [
         f"experiment={VARIANTS[variant]}",
@@ -156,11 +177,18 @@ def _train_job(out: Path, store: Path, variant: str, seed: int, budget: TrainBud
     ]
     if quick:
         overrides += ["optim.warmup_steps=5", "optim.batch_size=4"]
+    overrides += list(extra_overrides)
     command = [_python(), "-m", "training.train", *overrides, "--json"]
     from dfstack.collect_sim import SimCollectionConfig
 
-    demonstrations = {"demos": demos, "hold_steps": SimCollectionConfig.extra_steps}
+    demonstrations = {
+        "demos": demos,
+        "hold_steps": SimCollectionConfig.extra_steps,
+        "config": _training_config_digest(),
+    }
     settings = {**demonstrations, "quick": True} if quick else {**demonstrations, **budget.describe()}
+    if extra_overrides:
+        settings["overrides"] = list(extra_overrides)
     return Job(
         "train",
         variant,
@@ -395,6 +423,13 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
     )
     parser.add_argument(
+        "--train-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="hydra override for every training run, repeatable (an ablation: task.hold_tokens_after_end=0)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke test: 4 demos, 1 seed, 30 training steps, 2 short episodes"
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -415,13 +450,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("MUJOCO_GL", "egl")
     out: Path = args.out
+    bad = [o for o in args.train_override if "=" not in o]
+    if bad:
+        parser.error(f"--train-override takes KEY=VALUE hydra overrides, got {bad}")
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seeds))
     started = time.perf_counter()
     store = out / "demos.zarr"
     _collect(store, args.demos)
 
-    trains = [_train_job(out, store, v, s, budget, args.demos, args.quick) for v in variants for s in seeds]
+    trains = [
+        _train_job(out, store, v, s, budget, args.demos, args.quick, args.train_override)
+        for v in variants
+        for s in seeds
+    ]
     _run_pipeline(
         trains,
         lambda train: [
@@ -450,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         "episodes_per_condition_and_seed": args.episodes,
         **budget.describe(),
         "train_steps_done": _steps_done(trains),
+        "train_overrides": args.train_override,
         "plot": str(figure),
         "wall_s": round(time.perf_counter() - started, 1),
     }

@@ -219,7 +219,8 @@ class SequenceDataset:
             raise TrainingConfigError(f"hold_tokens_after_end must be >= 0, got {hold_tokens_after_end}")
         longest = max(len(e) for e in episodes) + int(hold_tokens_after_end)
         self.sequence_length = longest if max_tokens is None else min(int(max_tokens), longest)
-        self.hold_after_end = hold_tokens_after_end > 0
+        self.hold_tokens = int(hold_tokens_after_end)
+        self.hold_after_end = self.hold_tokens > 0
         if self.sequence_length < 2:
             raise TrainingConfigError(f"sequences need at least 2 tokens, got {self.sequence_length}")
         self.episodes = list(episodes)
@@ -245,9 +246,8 @@ class SequenceDataset:
             return out
 
         def held(array: np.ndarray, rest: np.ndarray) -> np.ndarray:
-            out = np.empty((L, *array.shape[1:]), dtype=array.dtype)
-            out[:real] = array[:real]
-            out[real:] = rest
+            out = padded(array)
+            out[real:held_end] = rest
             return out
 
         if not self.hold_after_end or real < len(episode) or not episode.valid[-1]:
@@ -261,6 +261,9 @@ class SequenceDataset:
         # that a finished task stays finished. Past its end the episode goes on as a
         # hold: the last observation repeated, every action of a chunk the last target.
         # This assumes demonstrations end at rest (the scripted ones hold for 3 s).
+        # Only hold_tokens past the end: the rest stays padding, which the encoder skips,
+        # so one long episode in the store does not make every sequence dearer.
+        held_end = min(L, real + self.hold_tokens)
         actions = self._actions[index]
         chunk = actions[-1].reshape(-1, self.action_dim)
         hold_chunk = np.tile(chunk[-1], chunk.shape[0])

@@ -64,3 +64,18 @@ def test_a_failed_training_skips_its_evaluations_and_fails_the_benchmark(tmp_pat
         _run_pipeline([failing, working], evaluations_of, parallel=2)
     assert evaluated == [1]  # only the run that trained is evaluated
     assert not failing.settings_file.exists() and working.settings_file.exists()
+
+
+def test_a_change_of_the_training_defaults_invalidates_cached_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import bench_paper
+
+    conf = tmp_path / "training" / "conf" / "optim"
+    conf.mkdir(parents=True)
+    (conf / "adamw.yaml").write_text("lr: 1.0e-3\n")
+    monkeypatch.setattr(bench_paper, "ROOT", tmp_path)
+    before = bench_paper._training_config_digest()
+    assert bench_paper._training_config_digest() == before  # stable while nothing changes
+    (conf / "adamw.yaml").write_text("lr: 2.0e-3\n")
+    assert bench_paper._training_config_digest() != before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,24 @@ def test_sequences_start_at_the_episode_start_and_mask_padding(tiny_store: Path,
 
 def test_sequences_continue_past_the_end_as_a_hold_when_asked(tiny_store: Path, tmp_path: Path) -> None:
     spec, episodes = _episodes(tiny_store, tmp_path)
+    # One episode a token shorter than the others, so its hold ends before the sequence does.
+    first = episodes[0]
+    episodes[0] = dataclasses.replace(
+        first,
+        frames=first.frames[:-1],
+        proprio=first.proprio[:-1],
+        actions=first.actions[:-1],
+        valid=first.valid[:-1],
+    )
     normalizer = fit_normalizer(episodes, spec, margin=0.0)
     data = SequenceDataset(episodes, normalizer, max_tokens=None, hold_tokens_after_end=3)
     assert data.sequence_length == max(len(e) for e in episodes) + 3
-    shortest = min(range(len(episodes)), key=lambda i: len(episodes[i]))
+    shortest = 0
     end = len(episodes[shortest])
     sample = data[shortest]
-    assert sample["valid"].all()  # no padding: the tail is a real (held) rest
+    # Exactly 3 held tokens (real, so valid), then padding as before.
+    assert sample["valid"][1 : end + 3].all() and not sample["valid"][end + 3 :].any()
+    sample = {key: value[: end + 3] for key, value in sample.items()}
     np.testing.assert_array_equal(
         sample["frames"][end:], np.broadcast_to(episodes[shortest].frames[-1], sample["frames"][end:].shape)
     )
