@@ -181,12 +181,9 @@ def _train_job(
     command = [_python(), "-m", "training.train", *overrides, "--json"]
     from dfstack.collect_sim import SimCollectionConfig
 
-    demonstrations = {
-        "demos": demos,
-        "hold_steps": SimCollectionConfig.extra_steps,
-        "config": _training_config_digest(),
-    }
-    settings = {**demonstrations, "quick": True} if quick else {**demonstrations, **budget.describe()}
+    demonstrations = {"demos": demos, "hold_steps": SimCollectionConfig.extra_steps}
+    settings = {**demonstrations, "config": _training_config_digest()}
+    settings |= {"quick": True} if quick else budget.describe()
     if extra_overrides:
         settings["overrides"] = list(extra_overrides)
     return Job(

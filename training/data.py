@@ -217,10 +217,9 @@ class SequenceDataset:
             raise TrainingConfigError("no episode to build sequences from")
         if hold_tokens_after_end < 0:
             raise TrainingConfigError(f"hold_tokens_after_end must be >= 0, got {hold_tokens_after_end}")
-        longest = max(len(e) for e in episodes) + int(hold_tokens_after_end)
-        self.sequence_length = longest if max_tokens is None else min(int(max_tokens), longest)
         self.hold_tokens = int(hold_tokens_after_end)
-        self.hold_after_end = self.hold_tokens > 0
+        longest = max(len(e) for e in episodes) + self.hold_tokens
+        self.sequence_length = longest if max_tokens is None else min(int(max_tokens), longest)
         if self.sequence_length < 2:
             raise TrainingConfigError(f"sequences need at least 2 tokens, got {self.sequence_length}")
         self.episodes = list(episodes)
@@ -245,34 +244,26 @@ class SequenceDataset:
             out[:real] = array[:real]
             return out
 
-        def held(array: np.ndarray, rest: np.ndarray) -> np.ndarray:
-            out = padded(array)
-            out[real:held_end] = rest
-            return out
-
-        if not self.hold_after_end or real < len(episode) or not episode.valid[-1]:
-            return {
-                "frames": padded(episode.frames),
-                "proprio": padded(self._proprio[index]),
-                "actions": padded(self._actions[index]),
-                "valid": padded(episode.valid),
-            }
-        # The robot keeps running after a demonstration ends, so the policy must learn
-        # that a finished task stays finished. Past its end the episode goes on as a
-        # hold: the last observation repeated, every action of a chunk the last target.
-        # This assumes demonstrations end at rest (the scripted ones hold for 3 s).
-        # Only hold_tokens past the end: the rest stays padding, which the encoder skips,
-        # so one long episode in the store does not make every sequence dearer.
-        held_end = min(L, real + self.hold_tokens)
-        actions = self._actions[index]
-        chunk = actions[-1].reshape(-1, self.action_dim)
-        hold_chunk = np.tile(chunk[-1], chunk.shape[0])
-        return {
-            "frames": held(episode.frames, episode.frames[-1]),
-            "proprio": held(self._proprio[index], self._proprio[index][-1]),
-            "actions": held(actions, hold_chunk),
-            "valid": held(episode.valid, np.ones((), dtype=episode.valid.dtype)),
+        sample = {
+            "frames": padded(episode.frames),
+            "proprio": padded(self._proprio[index]),
+            "actions": padded(self._actions[index]),
+            "valid": padded(episode.valid),
         }
+        if self.hold_tokens and real == len(episode) and episode.valid[-1]:
+            # The robot keeps running after a demonstration ends, so the policy must learn
+            # that a finished task stays finished. Past its end the episode goes on as a
+            # hold: the last observation repeated, every action of a chunk the last target.
+            # This assumes demonstrations end at rest (the scripted ones hold for 3 s).
+            # Only hold_tokens past the end: the rest stays padding, which the encoder skips,
+            # so one long episode in the store does not make every sequence dearer.
+            hold = slice(real, min(L, real + self.hold_tokens))
+            last_chunk = self._actions[index][-1].reshape(-1, self.action_dim)
+            sample["frames"][hold] = episode.frames[-1]
+            sample["proprio"][hold] = self._proprio[index][-1]
+            sample["actions"][hold] = np.tile(last_chunk[-1], last_chunk.shape[0])
+            sample["valid"][hold] = True
+        return sample
 
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         samples = [self[i] for i in indices]
