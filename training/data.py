@@ -35,6 +35,11 @@ from .config import TrainingConfigError
 
 log = logging.getLogger("training.data")
 
+# The last action chunk of an episode that ends at rest spreads over less than this in
+# every normalised action dimension (5% of the demonstrated range; the scripted swap-fruit
+# demonstrations, which end holding the rest pose, spread over about 0).
+END_AT_REST_SPREAD = 0.1
+
 
 @dataclass
 class EpisodeArrays:
@@ -230,6 +235,31 @@ class SequenceDataset:
             normalizer.normalize_actions(e.actions.reshape(len(e), -1, action_dim)).reshape(len(e), -1)
             for e in episodes
         ]
+        if self.hold_tokens:
+            self._warn_about_episodes_that_end_moving()
+
+    def _warn_about_episodes_that_end_moving(self) -> None:
+        # A hold teaches "after the end, keep the last target". For a demonstration that
+        # stops mid-motion that is a lesson to freeze wherever the operator let go, so say
+        # which episodes do it. Moving = the last chunk's targets spread over more than
+        # END_AT_REST_SPREAD of the normalised [-1, 1] range in some action dimension.
+        moving = []
+        for episode, actions in zip(self.episodes, self._actions, strict=True):
+            if not episode.valid[-1]:
+                continue
+            last_chunk = actions[-1].reshape(-1, self.action_dim)
+            if float((last_chunk.max(axis=0) - last_chunk.min(axis=0)).max()) > END_AT_REST_SPREAD:
+                moving.append(episode.episode_id)
+        if moving:
+            log.warning(
+                "%d of %d episodes end while the arm is still moving (e.g. %s), but task.hold_tokens_after_end=%d "
+                "trains the policy to hold their last target after the end. Record demonstrations that end at "
+                "rest, or set task.hold_tokens_after_end=0.",
+                len(moving),
+                len(self.episodes),
+                ", ".join(moving[:3]),
+                self.hold_tokens,
+            )
 
     def __len__(self) -> int:
         return len(self.episodes)

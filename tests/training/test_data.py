@@ -86,6 +86,38 @@ def test_sequences_continue_past_the_end_as_a_hold_when_asked(tiny_store: Path, 
         SequenceDataset(episodes, normalizer, None, hold_tokens_after_end=-1)
 
 
+def test_a_hold_warns_about_episodes_that_end_while_the_arm_moves(
+    tiny_store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec, episodes = _episodes(tiny_store, tmp_path)
+    d = spec.action.dim
+
+    def ending(episode, moving: bool):
+        actions = episode.actions.copy()
+        chunk = actions[-1].reshape(-1, d)
+        if moving:  # the last chunk sweeps the episode's whole range of targets
+            low, high = episode.actions.reshape(-1, d).min(axis=0), episode.actions.reshape(-1, d).max(axis=0)
+            chunk[:] = np.linspace(low, high, len(chunk))
+        else:
+            chunk[:] = chunk[0]
+        actions[-1] = chunk.reshape(-1)
+        return dataclasses.replace(episode, actions=actions)
+
+    at_rest = [ending(e, moving=False) for e in episodes]
+    normalizer = fit_normalizer(at_rest, spec, margin=0.0)
+    with caplog.at_level("WARNING", logger="training.data"):
+        SequenceDataset(at_rest, normalizer, None, hold_tokens_after_end=3)
+    assert "still moving" not in caplog.text
+
+    one_moving = [ending(episodes[0], moving=True), *at_rest[1:]]
+    with caplog.at_level("WARNING", logger="training.data"):
+        SequenceDataset(one_moving, normalizer, None, hold_tokens_after_end=0)  # no hold: nothing to warn about
+        assert "still moving" not in caplog.text
+        SequenceDataset(one_moving, normalizer, None, hold_tokens_after_end=3)
+    assert f"1 of {len(episodes)} episodes end while the arm is still moving" in caplog.text
+    assert episodes[0].episode_id in caplog.text
+
+
 def test_sampler_is_deterministic_disjoint_across_ranks_and_resumable() -> None:
     ranks = [EpisodeSampler(10, 3, seed=1, rank=r, world_size=2) for r in range(2)]
     first = [ranks[0].next_batch(), ranks[1].next_batch()]
