@@ -113,12 +113,16 @@ class Job:
 
 def _training_config_digest() -> str:
     """A digest of the trainer's config tree: a run cached under other defaults (a new
-    learning rate, say) is retrained. Code changes are not seen; `--out` elsewhere or
+    learning rate, say) is retrained. The parsed values are hashed, not the bytes, so a
+    reworded comment keeps the cache. Code changes are not seen; `--out` elsewhere or
     deleting `runs/` redoes everything."""
+    import yaml
+
     digest = hashlib.sha256()
     conf = ROOT / "training" / "conf"
     for path in sorted(conf.rglob("*.yaml")):
-        digest.update(str(path.relative_to(conf)).encode() + b"\0" + path.read_bytes())
+        values = json.dumps(yaml.safe_load(path.read_text()), sort_keys=True)
+        digest.update(str(path.relative_to(conf)).encode() + b"\0" + values.encode())
     return digest.hexdigest()[:16]
 
 

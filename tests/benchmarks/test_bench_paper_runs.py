@@ -77,5 +77,7 @@ def test_a_change_of_the_training_defaults_invalidates_cached_runs(
     monkeypatch.setattr(bench_paper, "ROOT", tmp_path)
     before = bench_paper._training_config_digest()
     assert bench_paper._training_config_digest() == before  # stable while nothing changes
+    (conf / "adamw.yaml").write_text("# the default\nlr: 1.0e-3  # reworded comment\n")
+    assert bench_paper._training_config_digest() == before  # comments are not settings
     (conf / "adamw.yaml").write_text("lr: 2.0e-3\n")
     assert bench_paper._training_config_digest() != before
