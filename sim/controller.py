@@ -16,13 +16,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sim.franka import (
-    HOME_JOINTS,
-    JOINT_LOWER,
-    JOINT_UPPER,
-    JOINT_VELOCITY_LIMIT,
-    ArmIndices,
-)
+from robots.franka import HOME_JOINTS
+from sim.franka import JOINT_LOWER, JOINT_UPPER, JOINT_VELOCITY_LIMIT, ArmIndices
 
 
 def rotation_vector(rotation: np.ndarray) -> np.ndarray:

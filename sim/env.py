@@ -22,6 +22,7 @@ import mujoco
 import numpy as np
 
 from policy.geometry import matrix_to_quat, matrix_to_rot6d, quat_to_matrix, rot6d_to_matrix
+from robots.franka import GRIPPER_MAX_WIDTH, GRIPPER_SPEED, HOME_JOINTS
 from sim.controller import CartesianController, PoseTarget
 from sim.faults import (
     ROBOT_STATE_KEY,
@@ -30,14 +31,7 @@ from sim.faults import (
     InjectedFrame,
     distractor_position,
 )
-from sim.franka import (
-    FINGER_JOINT_NAMES,
-    GRIPPER_MAX_WIDTH,
-    GRIPPER_SPEED,
-    HOME_JOINTS,
-    JOINT_NAMES,
-    arm_indices,
-)
+from sim.franka import FINGER_JOINT_NAMES, JOINT_NAMES, arm_indices
 from sim.scene import (
     CAMERAS,
     DISTRACTOR_PARKED,

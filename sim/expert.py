@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robots.franka import GRIPPER_MAX_WIDTH
 from sim.env import SwapFruitEnv, make_action
-from sim.franka import GRIPPER_MAX_WIDTH
 from sim.scene import FRUIT_RADIUS, FRUITS, SLOT_POSITIONS
 
 # Top-down grasp: the TCP's z axis points at the table, fingers close along the base y axis.

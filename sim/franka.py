@@ -1,8 +1,8 @@
 """The project's own MJCF model of a Franka Research 3 (FR3) arm with its parallel gripper.
 
-Built from Franka's published numbers only: the modified (Craig) Denavit-Hartenberg
-table of the FR3, its joint position and velocity limits, its home posture, the
-flange-to-hand and hand-to-TCP offsets and the gripper's 80 mm stroke. Geometry is
+Built from Franka's published numbers, which live in `robots.franka` (the DH table, the
+FR3's joint position and velocity limits, the flange-to-hand and hand-to-TCP offsets, the
+gripper's 80 mm stroke). Geometry is
 deliberately simple (capsules and boxes): the cameras see 32-96 px images, and simple
 geometry keeps both rendering and collision checking cheap.
 """
@@ -14,31 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-JOINT_NAMES: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))
-FINGER_JOINT_NAMES: tuple[str, ...] = ("fr3_finger_joint1", "fr3_finger_joint2")
-BASE_FRAME = "fr3_link0"
+from robots.franka import DH_TABLE, FLANGE_D, HAND_TCP_D, HAND_YAW, franka_arm
 
-# Modified DH parameters per joint i: (a_{i-1} [m], d_i [m], alpha_{i-1} [rad]).
-DH_TABLE: tuple[tuple[float, float, float], ...] = (
-    (0.0, 0.333, 0.0),
-    (0.0, 0.0, -math.pi / 2),
-    (0.0, 0.316, math.pi / 2),
-    (0.0825, 0.0, math.pi / 2),
-    (-0.0825, 0.384, -math.pi / 2),
-    (0.0, 0.0, math.pi / 2),
-    (0.088, 0.0, math.pi / 2),
-)
-FLANGE_D = 0.107  # link7 -> flange along z
-HAND_TCP_D = 0.1034  # hand -> tool centre point (between the fingertips) along z
-HAND_YAW = -math.pi / 4  # the hand is mounted rotated -45 deg about the flange z axis
-
-JOINT_LOWER = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
-JOINT_UPPER = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
-JOINT_VELOCITY_LIMIT = np.array([2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26])
-HOME_JOINTS = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4])
-
-GRIPPER_MAX_WIDTH = 0.08  # m, fully open
-GRIPPER_SPEED = 0.1  # m/s of width, about the Franka hand's top speed
+# The simulated arm is an FR3; its kinematics, names and limits are robots.franka's.
+SIM_ARM = franka_arm("fr3")
+JOINT_NAMES = SIM_ARM.joint_names
+FINGER_JOINT_NAMES = SIM_ARM.finger_joint_names
+BASE_FRAME = SIM_ARM.base_frame
+JOINT_LOWER, JOINT_UPPER = SIM_ARM.limits
+JOINT_VELOCITY_LIMIT = np.asarray(SIM_ARM.joint_velocity_limit)
 
 # Approximate link masses (kg). With gravity compensation they only shape the dynamics
 # the joint servos see; they are close to the real arm's so that contact pushes look plausible.
@@ -218,30 +202,3 @@ def arm_indices(model: object) -> ArmIndices:
         finger_actuators=np.array([actuator(f"{n}_position") for n in FINGER_JOINT_NAMES]),
         tcp_site=mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "tcp"),
     )
-
-
-def dh_forward_kinematics(joints: np.ndarray) -> np.ndarray:
-    """TCP pose (4x4) in the base frame straight from the DH table: an independent check
-    of the MJCF tree (tests compare the two)."""
-    q = np.asarray(joints, dtype=np.float64)
-    if q.shape != (7,):
-        raise ValueError(f"expected 7 joint angles, got shape {q.shape}")
-
-    def rot_x(angle: float) -> np.ndarray:
-        c, s = math.cos(angle), math.sin(angle)
-        return np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1.0]])
-
-    def rot_z(angle: float) -> np.ndarray:
-        c, s = math.cos(angle), math.sin(angle)
-        return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-
-    def trans(x: float, y: float, z: float) -> np.ndarray:
-        t = np.eye(4)
-        t[:3, 3] = (x, y, z)
-        return t
-
-    pose = np.eye(4)
-    for (a, d, alpha), theta in zip(DH_TABLE, q, strict=True):
-        pose = pose @ rot_x(alpha) @ trans(a, 0, 0) @ rot_z(theta) @ trans(0, 0, d)
-    pose = pose @ trans(0, 0, FLANGE_D) @ rot_z(HAND_YAW) @ trans(0, 0, HAND_TCP_D)
-    return pose

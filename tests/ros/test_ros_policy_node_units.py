@@ -1,5 +1,5 @@
-"""Pieces of the policy node that need no DDS: compressed images, the IK of the
-joint-trajectory sink, the debug image layout, the frame-triggered tick schedule."""
+"""Pieces of the policy node that need no DDS: compressed images, the debug image layout,
+the frame-triggered tick schedule."""
 
 from __future__ import annotations
 
@@ -18,9 +18,6 @@ from df_policy.conversions import (
     msg_to_image,
 )
 from df_policy.policy_node import FrameTrigger, _nearest_resize
-from df_policy.sinks import JOINT_LIMITS, franka_tcp_pose, solve_ik
-
-from sim.franka import HOME_JOINTS, dh_forward_kinematics
 
 
 @pytest.fixture
@@ -52,21 +49,6 @@ def test_raw_images_share_the_core_decoder(picture: np.ndarray) -> None:
     rgba = np.concatenate([picture, np.full((*picture.shape[:2], 1), 255, np.uint8)], axis=-1)
     msg.encoding, msg.step, msg.data = "rgba8", picture.shape[1] * 4, rgba.tobytes()
     np.testing.assert_array_equal(msg_to_image(msg), picture)  # policy.imaging handles alpha
-
-
-def test_franka_kinematics_match_the_simulator_and_ik_converges() -> None:
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        q = HOME_JOINTS + rng.uniform(-0.3, 0.3, 7)
-        np.testing.assert_allclose(franka_tcp_pose(q), dh_forward_kinematics(q), atol=1e-12)
-    start = franka_tcp_pose(HOME_JOINTS)
-    target = start[:3, 3] + np.array([0.04, -0.03, 0.02])
-    solution = solve_ik(target, start[:3, :3], HOME_JOINTS, JOINT_LIMITS["fr3"])
-    reached = franka_tcp_pose(solution)
-    assert np.linalg.norm(reached[:3, 3] - target) < 1e-4
-    assert np.abs(reached[:3, :3] - start[:3, :3]).max() < 1e-3
-    low, high = JOINT_LIMITS["fer"]
-    assert np.all(solve_ik(target, start[:3, :3], high + 1.0, (low, high)) <= high)
 
 
 def test_debug_image_tiles_are_square_rgb() -> None:

@@ -9,15 +9,9 @@ pytestmark = pytest.mark.sim
 
 mujoco = pytest.importorskip("mujoco")
 
+from robots.franka import HOME_JOINTS, tcp_pose  # noqa: E402
 from sim.controller import DifferentialIK  # noqa: E402
-from sim.franka import (  # noqa: E402
-    HOME_JOINTS,
-    JOINT_LOWER,
-    JOINT_NAMES,
-    JOINT_UPPER,
-    arm_indices,
-    dh_forward_kinematics,
-)
+from sim.franka import JOINT_LOWER, JOINT_NAMES, JOINT_UPPER, arm_indices  # noqa: E402
 from sim.scene import SceneOptions, scene_mjcf  # noqa: E402
 
 
@@ -32,7 +26,7 @@ def test_mjcf_tree_matches_dh_table(model) -> None:
     for _ in range(20):
         q = rng.uniform(JOINT_LOWER, JOINT_UPPER)
         position, rotation = ik.forward(q)
-        expected = dh_forward_kinematics(q)
+        expected = tcp_pose(q)
         np.testing.assert_allclose(position, expected[:3, 3], atol=1e-9)
         np.testing.assert_allclose(rotation, expected[:3, :3], atol=1e-9)
 

@@ -79,7 +79,6 @@ from df_policy.node_main import spin_until_shutdown
 from df_policy.sinks import (
     ARM_SINKS,
     GRIPPER_SINKS,
-    JOINT_PREFIX,
     FrankaGripperActionSink,
     GripperWidthTopicSink,
     JointTrajectorySink,
@@ -90,6 +89,7 @@ from df_policy.sinks import (
 from policy.commanding import Commander, CommandStep, SafetyLimits, WatchdogConfig
 from policy.geometry import quat_to_rot6d
 from policy.imaging import resize_area
+from robots.franka import FRANKA_ARMS
 
 PARAMETER_DEFAULTS: dict[str, Any] = {
     "checkpoint": "",
@@ -344,7 +344,7 @@ class PolicyNode(Node):
             "tick_trigger": ("frames", "timer"),
             "command_sink": ARM_SINKS,
             "gripper_sink": GRIPPER_SINKS,
-            "robot_type": tuple(JOINT_PREFIX),
+            "robot_type": tuple(FRANKA_ARMS),
             "workspace_mode": ("clamp", "reject"),
             "executor": ("single", "multi"),
         }
@@ -486,7 +486,7 @@ class PolicyNode(Node):
             self._gripper_width = float(msg.position[0] + msg.position[1])  # each finger is half the width
 
     def _on_joints(self, msg: JointState) -> None:
-        names = [f"{JOINT_PREFIX[self.params['robot_type']]}{i}" for i in range(1, 8)]
+        names = FRANKA_ARMS[self.params["robot_type"]].joint_names
         try:
             self._joints = msg_to_joint_positions(msg, names)
         except ConversionError as error:

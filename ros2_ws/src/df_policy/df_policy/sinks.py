@@ -5,8 +5,8 @@ Arm sinks take a safe `PoseCommand` (policy.commanding) at the command rate:
   `/target_pose`); the simulated robot takes the same topic.
 - `joint_trajectory`: trajectory_msgs/JointTrajectory for a JointTrajectoryController,
   one point per command, solved by damped-least-squares IK on Franka's published
-  kinematics (FR3 and Panda share them; joint limits differ), seeded from the measured
-  joints.
+  kinematics (robots.franka: FR3 and Panda share them; joint limits differ), seeded from
+  the measured joints.
 Gripper sinks take the commanded width (m) and decide when to send:
 - `width_topic`: std_msgs/Float64 (the simulator's `/franka_gripper/width_command`).
 - `franka_action`: franka_gripper's move / grasp actions on the robot (franka_msgs is
@@ -16,7 +16,6 @@ Gripper sinks take the commanded width (m) and decide when to send:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -31,7 +30,7 @@ from df_policy import qos
 from df_policy.conversions import pose_to_msg
 from policy.commanding import PoseCommand
 from policy.geometry import quat_to_matrix
-from sim.franka import DH_TABLE, FLANGE_D, HAND_TCP_D
+from robots.franka import franka_arm, solve_ik
 
 ARM_SINKS = ("pose", "joint_trajectory")
 GRIPPER_SINKS = ("width_topic", "franka_action", "none")
@@ -56,78 +55,6 @@ class PoseStampedSink:
         self._publisher.publish(pose_to_msg(command.position, command.quat_xyzw, command.stamp, self.frame_id))
 
 
-# Franka's kinematics live once, in sim.franka (numpy only: importing it loads no MuJoCo).
-_FLANGE_TO_TCP_Z = FLANGE_D + HAND_TCP_D
-_HAND_YAW = -math.pi / 4
-JOINT_LIMITS = {
-    "fr3": (
-        np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159]),
-        np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159]),
-    ),
-    "fer": (
-        np.array([-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]),
-        np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]),
-    ),
-}
-JOINT_PREFIX = {"fr3": "fr3_joint", "fer": "panda_joint"}
-
-
-def franka_tcp_pose(joints: np.ndarray) -> np.ndarray:
-    """4x4 pose of the Franka Hand's TCP in the base frame."""
-    pose = np.eye(4)
-    for (a, d, alpha), theta in zip(DH_TABLE, np.asarray(joints, dtype=np.float64), strict=True):
-        ca, sa, ct, st = math.cos(alpha), math.sin(alpha), math.cos(theta), math.sin(theta)
-        link = np.array(
-            [
-                [ct, -st, 0.0, a],
-                [st * ca, ct * ca, -sa, -d * sa],
-                [st * sa, ct * sa, ca, d * ca],
-                [0.0, 0.0, 0.0, 1.0],
-            ]
-        )
-        pose = pose @ link
-    cy, sy = math.cos(_HAND_YAW), math.sin(_HAND_YAW)
-    tcp = np.array([[cy, -sy, 0, 0], [sy, cy, 0, 0], [0, 0, 1, _FLANGE_TO_TCP_Z], [0, 0, 0, 1.0]])
-    return pose @ tcp
-
-
-def _rotation_error(current: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Rotation vector (base frame) taking `current` to `target` (small-angle accurate)."""
-    relative = target @ current.T
-    return 0.5 * np.array(
-        [relative[2, 1] - relative[1, 2], relative[0, 2] - relative[2, 0], relative[1, 0] - relative[0, 1]]
-    )
-
-
-def solve_ik(
-    position: np.ndarray,
-    rotation: np.ndarray,
-    seed: np.ndarray,
-    limits: tuple[np.ndarray, np.ndarray],
-    iterations: int = 30,
-    damping: float = 0.05,
-    tolerance: float = 1e-4,
-) -> np.ndarray:
-    """Joint angles near `seed` reaching the TCP pose, by damped least squares on a
-    numerical Jacobian. Commands move a few mm per call, so a few iterations suffice."""
-    q = np.clip(np.asarray(seed, dtype=np.float64), *limits)
-    for _ in range(iterations):
-        pose = franka_tcp_pose(q)
-        error = np.concatenate([position - pose[:3, 3], _rotation_error(pose[:3, :3], rotation)])
-        if float(np.linalg.norm(error)) < tolerance:
-            break
-        jacobian = np.empty((6, 7))
-        for j in range(7):
-            dq = np.zeros(7)
-            dq[j] = 1e-6
-            moved = franka_tcp_pose(q + dq)
-            jacobian[:3, j] = (moved[:3, 3] - pose[:3, 3]) / 1e-6
-            jacobian[3:, j] = _rotation_error(pose[:3, :3], moved[:3, :3]) / 1e-6
-        step = jacobian.T @ np.linalg.solve(jacobian @ jacobian.T + damping**2 * np.eye(6), error)
-        q = np.clip(q + step, *limits)
-    return q
-
-
 class JointTrajectorySink:
     """One-point JointTrajectory per command for a JointTrajectoryController."""
 
@@ -139,10 +66,12 @@ class JointTrajectorySink:
         measured_joints: Callable[[], np.ndarray | None],
         point_time_s: float,
     ) -> None:
-        if robot_type not in JOINT_LIMITS:
-            raise SinkError(f"robot_type must be one of {sorted(JOINT_LIMITS)}, got {robot_type!r}")
-        self.joint_names = [f"{JOINT_PREFIX[robot_type]}{i}" for i in range(1, 8)]
-        self.limits = JOINT_LIMITS[robot_type]
+        try:
+            arm = franka_arm(robot_type)
+        except ValueError as error:
+            raise SinkError(str(error)) from error
+        self.joint_names = list(arm.joint_names)
+        self.limits = arm.limits
         self._measured_joints = measured_joints
         self._point_time = Duration(sec=int(point_time_s), nanosec=int((point_time_s % 1.0) * 1e9))
         self._last_solution: np.ndarray | None = None
