@@ -79,7 +79,6 @@ def policy_node_parameters(checkpoint: Path, spec: Any, settings: ClosedLoopSett
         "denoising_steps": int(settings.denoising_steps),
         "torch_threads": int(settings.torch_threads),
         "diagnostics_rate_hz": float(settings.diagnostics_rate_hz),
-        "debug_image": True,
         "start_enabled": False,
         **settings.policy_parameters,
     }
