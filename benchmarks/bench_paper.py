@@ -313,7 +313,7 @@ def _steps_done(trains: list[Job]) -> dict[str, list[int]]:
 
 
 def _pool(results: list[dict[str, Any]]) -> dict[str, Any]:
-    from dfstack.evaluate_sim import wilson_interval
+    from evaluation.results import wilson_interval
 
     successes = sum(int(r["successes"]) for r in results)
     episodes = sum(int(r["episodes"]) for r in results)

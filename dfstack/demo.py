@@ -6,10 +6,10 @@
    hydra preset as `dfstack train experiment=swap_fruit`);
 3. run it in closed loop through the ROS 2 nodes, sim_robot_node + policy_node, on
    clean episodes and on the paper's occlusion test (front camera black for spans, a
-   distractor), in a private network namespace (dfstack.ros_closed_loop);
+   distractor), in a private network namespace (evaluation.ros);
 4. write a report folder: success per condition with 95% intervals, the training curve,
    a video of a clean and an occluded episode (camera views, predicted frames, noise
-   level k per camera), a still for the README (dfstack.report).
+   level k per camera), a still for the README (evaluation.report).
 
 Run it as `make demo` (which wraps it in scripts/in_netns.sh) or
 `scripts/in_netns.sh .venv/bin/python -m dfstack.demo --help`. Stages are cached in
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demos < 2 or args.episodes < 1 or args.train_minutes <= 0 or args.max_steps < 1:
         print("make demo: need --demos >= 2, --episodes >= 1, --train-minutes > 0, --max-steps >= 1", file=sys.stderr)
         return 2
-    from dfstack.ros_closed_loop import ClosedLoopSettings, PrivateNetworkError, require_private_network
+    from evaluation.ros import ClosedLoopSettings, PrivateNetworkError, require_private_network
 
     try:  # fail in the first second, not after the training
         require_private_network()
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = train(store, run_dir, args.train_minutes * 60, args.train_override)
     _done(started, f"checkpoint {checkpoint}")
 
-    from dfstack.report import format_table, load_training_history, machine_info, write_report
-    from dfstack.ros_closed_loop import run_ros_episodes
+    from evaluation.report import format_table, load_training_history, machine_info, write_report
+    from evaluation.ros import run_ros_episodes
 
     started = _stage(3, f"closed loop through sim_robot_node + policy_node: {args.episodes} episodes per condition")
     settings = ClosedLoopSettings(episodes_per_condition=args.episodes, max_steps=args.max_steps)

@@ -9,6 +9,7 @@ validate every field and name what is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,22 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as error:
         raise TrainingConfigError(f"invalid configuration override: {error}") from error
     return config
+
+
+def build_evaluator(config: DictConfig) -> Callable[..., Any] | None:
+    """The closed-loop evaluation the trainer runs, or None when evaluation.sim_episodes is
+    0. `evaluation.simulator` names its factory as a hydra `_target_` with the factory's
+    arguments; the factory is imported here, by name, at run time, so training never
+    imports evaluation code (evaluation sits above training)."""
+    if int(config.evaluation.sim_episodes) <= 0:
+        return None
+    from hydra.errors import HydraException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config.evaluation.simulator, _convert_="all")
+    except HydraException as error:
+        raise TrainingConfigError(f"evaluation.simulator cannot be built: {error}") from error
 
 
 def to_container(config: DictConfig) -> dict[str, Any]:

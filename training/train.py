@@ -12,7 +12,7 @@ import logging
 import sys
 import textwrap
 
-from .config import CONFIG_DIR, TrainingConfigError, compose_config
+from .config import CONFIG_DIR, TrainingConfigError, build_evaluator, compose_config
 
 EPILOG = textwrap.dedent(
     """\
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer = None
     try:
-        trainer = Trainer(config)
+        trainer = Trainer(config, evaluate=build_evaluator(config))
         result = trainer.train()
     except TrainingConfigError as error:
         print(f"dfstack train: {error}", file=sys.stderr)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from torch import nn
 
 from policy.checkpoint import save_checkpoint
 from policy.model import DFPolicyModel
+from policy.normalizer import Normalizer
 from policy.objective import ObjectiveConfig, TokenBatch, diffusion_forcing_loss
 
 from .config import TrainingConfigError, model_config, objective_config, policy_spec, to_container
@@ -79,6 +80,24 @@ class TrainResult:
     best_sim_checkpoint: Path | None = None
     best_sim_success: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+class EvaluationResult(Protocol):
+    """What a closed-loop evaluation returns (evaluation.results.EvalResult is one)."""
+
+    def summary(self) -> dict[str, Any]:
+        """The headline figures; holds "success_rate" in [0, 1]."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-ready: written to <run_dir>/eval/step_<N>.json."""
+        ...
+
+
+# The closed-loop evaluation a Trainer is given: (EMA model, its normalizer, where to write
+# a GIF of the first episode or None) -> result. training.config.build_evaluator makes the
+# configured one; the trainer never imports evaluation code itself.
+PolicyEvaluator = Callable[[DFPolicyModel, Normalizer, Path | None], EvaluationResult]
 
 
 class _LossModule(nn.Module):
@@ -153,8 +172,11 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "
 
 
 class Trainer:
-    def __init__(self, config: DictConfig) -> None:
+    def __init__(self, config: DictConfig, evaluate: PolicyEvaluator | None = None) -> None:
+        """`evaluate`: the closed-loop evaluation run at each evaluation on the EMA weights
+        (rank 0), e.g. training.config.build_evaluator(config); None runs none."""
         self.config = config
+        self.policy_evaluator = evaluate
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -167,6 +189,13 @@ class Trainer:
         # Everything that can be wrong with the configuration is checked here, before
         # a process group is opened or a step is taken.
         self.spec = policy_spec(config)
+        episodes = int(config.evaluation.sim_episodes)
+        if episodes > 0 and evaluate is None:
+            raise TrainingConfigError(
+                f"evaluation.sim_episodes={episodes} asks for closed-loop episodes, but the trainer was given no "
+                "evaluation to run: pass evaluate=training.config.build_evaluator(config), or set "
+                "evaluation.sim_episodes=0"
+            )
         self.model_config = model_config(config)
         self.objective = objective_config(config)
         self.augmentation = AugmentationConfig(**to_container(config.task.augmentation))
@@ -439,28 +468,16 @@ class Trainer:
             val_loss = self.validation_loss()
             if val_loss is not None and writer is not None:
                 writer.add_scalar("val/loss", val_loss, self.step)
-            episodes = int(self.config.evaluation.sim_episodes)
-            if with_sim and episodes > 0:
-                sim = self._simulate(episodes)
+            if with_sim and self.policy_evaluator is not None:
+                sim = self._simulate(self.policy_evaluator)
                 if writer is not None:
                     writer.add_scalar("sim/success_rate", sim["success_rate"], self.step)
         self._barrier()
         return val_loss, sim
 
-    def _simulate(self, episodes: int) -> dict[str, Any]:
-        from dfstack.evaluate_sim import EvalSettings, evaluate_policy
-        from policy.runner import RunnerConfig
-
-        evaluation = self.config.evaluation
-        settings = EvalSettings(
-            episodes=episodes,
-            seed=int(evaluation.sim_seed),
-            fault_plan=str(evaluation.sim_fault_plan),
-            max_steps=int(evaluation.sim_max_steps),
-            runner=RunnerConfig(**to_container(evaluation.runner)),
-        )
-        video = self.run_dir / "eval" / f"step_{self.step:07d}.gif" if evaluation.sim_video else None
-        result = evaluate_policy(self.ema.model, self.normalizer, settings, video_path=video, progress=False)
+    def _simulate(self, evaluate: PolicyEvaluator) -> dict[str, Any]:
+        video = self.run_dir / "eval" / f"step_{self.step:07d}.gif" if self.config.evaluation.sim_video else None
+        result = evaluate(self.ema.model, self.normalizer, video)
         summary = result.summary()
         out = self.run_dir / "eval" / f"step_{self.step:07d}.json"
         out.parent.mkdir(parents=True, exist_ok=True)

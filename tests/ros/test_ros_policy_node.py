@@ -24,8 +24,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.sim]
 rclpy = pytest.importorskip("rclpy")
 
 from df_policy import qos  # noqa: E402
-from df_policy.conversions import msg_to_pose  # noqa: E402
+from df_policy.conversions import msg_to_pose, time_to_seconds  # noqa: E402
 from df_policy.policy_node import PolicyNode, PolicyNodeError  # noqa: E402
+from df_policy.policy_outputs import predicted_frame_topic  # noqa: E402
 from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
@@ -326,6 +327,8 @@ def test_policy_moves_the_arm_toward_the_experts_first_target_safely(harness: Ha
     start, target = expert_first_target(SEED)
     debug: list[Image] = []
     harness.probe.create_subscription(Image, "/policy_node/debug_image", debug.append, 10)
+    predicted: list[Image] = []
+    harness.probe.create_subscription(Image, predicted_frame_topic("wrist", "policy_node"), predicted.append, 10)
     harness.start_episode(None)
 
     def distance() -> float:
@@ -339,6 +342,11 @@ def test_policy_moves_the_arm_toward_the_experts_first_target_safely(harness: Ha
     assert harness.unsafe_commands() == []
     harness.wait_for(lambda: bool(debug), 5.0, "a debug image")
     assert debug[-1].height == 2 * 96 and debug[-1].width == 2 * 96  # frame | prediction, per camera
+    # Each camera's predicted frame also comes alone, at the model's size, stamped like its tick's debug image.
+    harness.wait_for(lambda: bool(predicted), 5.0, "a predicted wrist frame")
+    assert (predicted[-1].height, predicted[-1].width, predicted[-1].encoding) == (8, 8, "rgb8")
+    debug_stamps = {time_to_seconds(d.header.stamp) for d in debug}
+    assert any(time_to_seconds(p.header.stamp) in debug_stamps for p in predicted)
     loops = [status for _, status in harness.loop_status()]
     assert float(loops[-1]["tick_rate_hz"]) > 1.0, loops[-1]
     # Fresh frames: only the action due at the observation time itself (and, on a slow

@@ -11,14 +11,15 @@ from safetensors.torch import load_file
 
 from policy.checkpoint import load_checkpoint
 from policy.runner import Observation, PolicyRunner
-from training.config import compose_config
+from training.config import TrainingConfigError, build_evaluator, compose_config
 from training.trainer import Trainer
 
 from .helpers import tiny_overrides
 
 
-def _train(overrides: list[str]) -> tuple[Trainer, object]:
-    trainer = Trainer(compose_config(overrides))
+def _train(overrides: list[str], evaluate: object = None) -> tuple[Trainer, object]:
+    config = compose_config(overrides)
+    trainer = Trainer(config, evaluate=evaluate if evaluate is not None else build_evaluator(config))
     result = trainer.train()
     trainer.close()
     return trainer, result
@@ -87,6 +88,45 @@ def test_validation_loss_selects_a_best_checkpoint(tiny_store: Path, tmp_path: P
     )
     assert result.val_loss is not None and result.best_checkpoint is not None
     assert load_checkpoint(result.best_checkpoint).metadata["val_loss"] == pytest.approx(result.best_val_loss)
+
+
+class _RecordingEvaluator:
+    """Stands in for the closed-loop evaluation: records what the trainer hands it."""
+
+    def __init__(self, success_rate: float) -> None:
+        self.success_rate = success_rate
+        self.calls: list[tuple[object, object, Path | None]] = []
+
+    def __call__(self, model: object, normalizer: object, video_path: Path | None) -> object:
+        from types import SimpleNamespace
+
+        self.calls.append((model, normalizer, video_path))
+        summary = {"success_rate": self.success_rate, "episodes": 3}
+        return SimpleNamespace(summary=lambda: summary, to_dict=lambda: {**summary, "per_episode": []})
+
+
+def test_the_given_evaluation_is_what_runs_on_the_ema_weights(tiny_store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    evaluate = _RecordingEvaluator(0.75)
+    extra = {"optim.total_steps": 2, "evaluation.sim_episodes": 3, "evaluation.sim_video": False}
+    trainer, result = _train(tiny_overrides(tiny_store, run, **extra), evaluate)
+    assert len(evaluate.calls) == 1  # at the end (evaluation.every_steps=0)
+    model, normalizer, video = evaluate.calls[0]
+    assert model is trainer.ema.model and normalizer is trainer.normalizer and video is None
+    assert result.sim == {"success_rate": 0.75, "episodes": 3} and result.best_sim_success == 0.75
+    assert (run / "eval" / "step_0000002.json").is_file()
+    assert load_checkpoint(result.best_sim_checkpoint).metadata["sim_success_rate"] == 0.75
+
+
+def test_closed_loop_episodes_without_an_evaluation_are_refused(tiny_store: Path, tmp_path: Path) -> None:
+    config = compose_config(tiny_overrides(tiny_store, tmp_path / "run", **{"evaluation.sim_episodes": 2}))
+    with pytest.raises(TrainingConfigError, match="build_evaluator"):
+        Trainer(config)
+    assert build_evaluator(compose_config(tiny_overrides(tiny_store, tmp_path / "run"))) is None  # 0 episodes: none
+    foggy = {"evaluation.sim_episodes": 2, "evaluation.sim_fault_plan": "fog"}
+    bad = compose_config(tiny_overrides(tiny_store, tmp_path / "run", **foggy))
+    with pytest.raises(TrainingConfigError, match="fog"):
+        build_evaluator(bad)  # checked before training starts, not at the first evaluation
 
 
 @pytest.mark.sim

@@ -42,7 +42,9 @@ Parameters (config/policy_node.yaml; --ros-args -p name:=value):
 Services: ~/enable (std_srvs/SetBool), ~/reset (std_srvs/Trigger: a new episode).
 Topics out: the sinks, /diagnostics (tick rate and latency, per-camera health and noise
 level, dropped actions, watchdog), ~/debug_image (each camera's frame next to the
-frame the model predicted for it).
+frame the model predicted for it, for people), ~/predicted_frame/<camera> (the predicted
+frame alone, stamped with its tick's observation time, for programs; df_policy.policy_outputs
+names these topics and the /diagnostics keys).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
 
+from df_policy import policy_outputs as outputs
 from df_policy import qos
 from df_policy.conversions import (
     ConversionError,
@@ -406,6 +409,10 @@ class PolicyNode(Node):
 
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.reliable_qos())
         self._debug_pub = self.create_publisher(Image, "~/debug_image", qos.reliable_qos(depth=1))
+        self._predicted_pubs = {
+            camera: self.create_publisher(Image, outputs.predicted_frame_topic(camera), qos.reliable_qos(depth=5))
+            for camera in self.cameras
+        }
         self.create_timer(self.command_period_s, self._on_command_timer, callback_group=self._command_group)
         self.create_timer(1.0 / float(p["diagnostics_rate_hz"]), self._publish_diagnostics, callback_group=services)
         self.create_service(SetBool, "~/enable", self._on_enable, callback_group=services)
@@ -618,6 +625,7 @@ class PolicyNode(Node):
         self.tick_count += 1
         if self.params["debug_image"] and self._debug_pub.get_subscription_count() > 0:
             self._publish_debug_image(cameras, chunk.predicted_frames, result.observation_stamp)
+        self._publish_predicted_frames(chunk.predicted_frames, result.observation_stamp)
 
     # -------------------------------------------------------------- diagnostics
 
@@ -632,6 +640,13 @@ class PolicyNode(Node):
             rows.append(np.concatenate([real, model], axis=1))
         self._debug_pub.publish(image_to_msg(np.concatenate(rows, axis=0), stamp, "policy_debug"))
 
+    def _publish_predicted_frames(self, predicted: dict[str, np.ndarray], stamp: float) -> None:
+        """Each camera's predicted frame on its own topic, as the model made it, to subscribers only."""
+        for camera, publisher in self._predicted_pubs.items():
+            frame = predicted.get(camera)
+            if frame is not None and publisher.get_subscription_count() > 0:
+                publisher.publish(image_to_msg(frame, stamp, qos.camera_frame_id(camera)))
+
     def diagnostics(self) -> DiagnosticArray:
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
@@ -643,14 +658,14 @@ class PolicyNode(Node):
                 "enabled": str(enabled),
                 "command_status": step.status if step else "none",
                 "watchdog": "; ".join(step.reasons) if step and step.status == "watchdog" else "ok",
-                "ticks": str(self.tick_count),
+                outputs.TICKS: str(self.tick_count),
                 "commands": str(counters.commands),
-                "dropped_actions": str(counters.dropped_actions),
+                outputs.DROPPED_ACTIONS: str(counters.dropped_actions),
                 "dropped_actions_last_chunk": str(self._last_chunk_dropped),
                 "invalid_actions": str(counters.invalid_actions),
-                "rejected_commands": str(counters.rejected_commands),
-                "adjusted_commands": str(counters.adjusted_commands),
-                "watchdog_stops": str(counters.watchdog_stops),
+                outputs.REJECTED_COMMANDS: str(counters.rejected_commands),
+                outputs.ADJUSTED_COMMANDS: str(counters.adjusted_commands),
+                outputs.WATCHDOG_STOPS: str(counters.watchdog_stops),
             }
         intervals = list(self.tick_intervals)[-50:]
         durations = list(self.tick_durations)[-50:]
@@ -660,7 +675,7 @@ class PolicyNode(Node):
         values["tick_latency_p99_ms"] = f"{percentile_ms(durations, 99):.2f}"
         values["command_latency_p50_ms"] = f"{percentile_ms(latencies, 50):.2f}"
         values["command_latency_p99_ms"] = f"{percentile_ms(latencies, 99):.2f}"
-        loop = DiagnosticStatus(name=f"{self.get_name()}: policy loop", hardware_id=self.params["robot_type"])
+        loop = DiagnosticStatus(name=outputs.loop_status_name(self.get_name()), hardware_id=self.params["robot_type"])
         if step is not None and step.status in ("watchdog", "rejected"):
             loop.level, loop.message = DiagnosticStatus.WARN, f"{step.status}: {'; '.join(step.reasons)}"
         else:
@@ -670,7 +685,7 @@ class PolicyNode(Node):
         array.status.append(loop)
         health = dict(self._last_health)
         for camera in self.cameras:
-            status = DiagnosticStatus(name=f"{self.get_name()}: camera {camera}", hardware_id=camera)
+            status = DiagnosticStatus(name=outputs.camera_status_name(self.get_name(), camera), hardware_id=camera)
             assessed = health.get(camera)
             if assessed is None:
                 status.level, status.message = DiagnosticStatus.STALE, "no tick yet"
@@ -685,9 +700,9 @@ class PolicyNode(Node):
                 )
                 status.message = f"k={assessed.level}/{self.K}" + (f" ({', '.join(issues)})" if issues else "")
                 status.values = [
-                    KeyValue(key="noise_level", value=str(assessed.level)),
-                    KeyValue(key="max_noise_level", value=str(self.K)),
-                    KeyValue(key="issues", value=",".join(issues)),
+                    KeyValue(key=outputs.NOISE_LEVEL, value=str(assessed.level)),
+                    KeyValue(key=outputs.MAX_NOISE_LEVEL, value=str(self.K)),
+                    KeyValue(key=outputs.ISSUES, value=outputs.ISSUE_SEPARATOR.join(issues)),
                 ] + [KeyValue(key=k, value=f"{v:.4g}") for k, v in assessed.metrics.items()]
             array.status.append(status)
         return array

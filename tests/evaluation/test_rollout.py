@@ -1,4 +1,5 @@
-"""dfstack evaluate-sim: closed-loop episodes through PolicyAgent, Wilson intervals, CLI."""
+"""In-process rollouts (evaluation.rollout) and `dfstack evaluate-sim`: closed-loop episodes
+through PolicyAgent, Wilson intervals, CLI, and the evaluator the trainer is given."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from dfstack.evaluate_sim import EvalSettings, fault_plan_for, main, wilson_interval
+from dfstack.evaluate_sim import main
+from evaluation.results import wilson_interval
+from evaluation.rollout import EvalSettings
 from policy.checkpoint import save_checkpoint
 from policy.model import DFPolicyModel, ModelConfig
 from policy.normalizer import Normalizer
@@ -43,10 +46,10 @@ def test_wilson_interval_matches_known_values() -> None:
 
 def test_named_fault_plans_are_seeded_and_of_one_kind() -> None:
     settings = EvalSettings(episodes=1, fault_plan="occlusion")
-    plan = fault_plan_for(settings, 7, ("front", "wrist"))
+    plan = settings.episode_fault_plan(7, ("front", "wrist"))
     assert plan.events and {e.kind for e in plan.events} == {"occlusion"}
-    assert plan.to_dict() == fault_plan_for(settings, 7, ("front", "wrist")).to_dict()
-    assert not fault_plan_for(EvalSettings(episodes=1), 7, ("front", "wrist")).events
+    assert plan.to_dict() == settings.episode_fault_plan(7, ("front", "wrist")).to_dict()
+    assert not EvalSettings(episodes=1).episode_fault_plan(7, ("front", "wrist")).events
     with pytest.raises(ValueError, match="neither one of"):
         EvalSettings(fault_plan="earthquake")
 
@@ -108,7 +111,7 @@ class _ExpertAgent:
 
 @pytest.mark.parametrize("stop_at_success", [True, False])
 def test_episode_scoring_stops_at_success_or_checks_the_arm_stays_put(stop_at_success: bool) -> None:
-    from dfstack.evaluate_sim import run_episode
+    from evaluation.rollout import run_episode
     from sim.env import EnvConfig, SwapFruitEnv
 
     env = SwapFruitEnv(EnvConfig(image_size=16, sensor_noise_sigma=0.0))
@@ -125,7 +128,7 @@ def test_episode_scoring_stops_at_success_or_checks_the_arm_stays_put(stop_at_su
 
 
 def test_unsafe_targets_are_named() -> None:
-    from dfstack.evaluate_sim import unsafe_target_problems
+    from evaluation.rollout import unsafe_target_problems
 
     rot6d = [1, 0, 0, 0, -1, 0]
     safe = np.array([0.5, 0.0, 0.2, *rot6d, 0.08])

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfstack.evaluate_sim import wilson_interval
-from dfstack.report import (
+from evaluation.report import (
     CLEAN_COLOUR,
     UNUSABLE_COLOUR,
     choose_still,
@@ -19,13 +18,14 @@ from dfstack.report import (
     render_episode_frames,
     write_report,
 )
-from dfstack.ros_closed_loop import (
+from evaluation.results import (
     CameraFrame,
     ClosedLoopResults,
     ConditionResult,
     EpisodeOutcome,
     EpisodeTrace,
     TickRecord,
+    wilson_interval,
 )
 
 K = 1000
@@ -79,7 +79,6 @@ def trace(condition: str, occluded: bool) -> EpisodeTrace:
                 time_s=t,
                 levels={"front": front, "wrist": 0},
                 issues={"front": "black" if front else "", "wrist": ""},
-                seen={c: np.zeros((96, 96, 3), np.uint8) for c in CAMERAS},
                 predicted={c: np.full((96, 96, 3), 128, np.uint8) for c in CAMERAS},
             )
         )
@@ -172,7 +171,7 @@ def test_training_history_skips_a_cut_line(tmp_path: Path) -> None:
 def test_a_long_noise_label_is_cut_to_its_bar_and_a_short_one_kept() -> None:
     from PIL import Image, ImageDraw
 
-    from dfstack.report import _font, fit_text, noise_label
+    from evaluation.report import _font, fit_text, noise_label
 
     draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
     font = _font(13)

@@ -1,4 +1,5 @@
-"""dfstack.ros_closed_loop without DDS: the CLI's help and refusals, and the conditions."""
+"""`python -m dfstack.ros_closed_loop` and evaluation.ros without DDS: the CLI's help and
+refusals, and the conditions."""
 
 from __future__ import annotations
 
@@ -9,16 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from dfstack import ros_closed_loop
-from dfstack.evaluate_sim import EvalSettings, fault_plan_for
-from dfstack.ros_closed_loop import (
-    OCCLUDED_FRONT,
-    ClosedLoopSettings,
-    PrivateNetworkError,
-    condition_plan,
-    main,
-    require_private_network,
-)
+from dfstack.ros_closed_loop import main
+from evaluation.conditions import OCCLUDED_FRONT, condition_plan
+from evaluation.rollout import EvalSettings
+from evaluation.ros import ClosedLoopSettings, PrivateNetworkError, require_private_network
+from evaluation.ros import run as ros_run
 from sim.faults import FaultEvent, FaultPlan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +43,7 @@ def test_refuses_to_open_dds_outside_a_private_namespace(monkeypatch: pytest.Mon
 def test_bad_input_is_refused_before_any_node_starts(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(ros_closed_loop, "require_private_network", lambda: None)
+    monkeypatch.setattr(ros_run, "require_private_network", lambda: None)
     args = ["--checkpoint", str(tmp_path), "--report-dir", str(tmp_path / "r")]
     assert main([*args, "--conditions", "clean,foggy"]) == 2
     assert "unknown condition 'foggy'" in capsys.readouterr().err
@@ -65,7 +61,7 @@ def test_conditions_reuse_the_evaluators_fault_plans() -> None:
     blackouts = [e for e in occluded.events if e.kind == "blackout"]
     assert len(blackouts) == 2 and all(e.camera == "front" for e in blackouts)
     assert [e.kind for e in occluded.events].count("distractor") == 1
-    assert occluded == fault_plan_for(EvalSettings(fault_plan="paper"), 7, ("front",))
+    assert occluded == EvalSettings(fault_plan="paper").episode_fault_plan(7, ("front",))
     assert condition_plan("occluded", 8, 300, cameras) != occluded
     fixed = FaultPlan((FaultEvent("hand", 1.0, 2.0, camera="wrist"),))
     assert condition_plan(fixed, 7, 300, cameras) is fixed

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dfstack.evaluate_sim import wilson_interval, write_gif
-from dfstack.ros_closed_loop import ClosedLoopResults, EpisodeTrace, TickRecord
+from evaluation.results import ClosedLoopResults, EpisodeTrace, TickRecord, wilson_interval
 
 PANEL = 192  # px of each camera view and predicted frame in the video
 BORDER = 6  # the noise-level frame around each camera view
@@ -237,13 +236,21 @@ def render_episode_frames(trace: EpisodeTrace) -> tuple[list[np.ndarray], float,
         views: dict[str, np.ndarray | None] = {}
         for camera in trace.cameras:
             frame = _latest(trace.frames.get(camera, []), t)
-            if frame is not None:
-                views[camera] = frame.image
-            else:  # no camera frames recorded: show what the policy saw
-                views[camera] = tick.seen.get(camera) if tick is not None else None
+            views[camera] = frame.image if frame is not None else None  # none yet: a black panel
         frames.append(render_frame(trace, t, views, tick))
         shown.append(tick)
     return frames, max(1.0, min(30.0, round(fps, 2))), shown
+
+
+def write_gif(frames: list[np.ndarray], path: str | Path, fps: float = 2.5) -> Path:
+    """An animated GIF of `frames` (HxWx3 uint8) at `fps`, looping; returns its path."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path
 
 
 def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: float) -> Path:
