@@ -104,6 +104,7 @@ def _truncated(path: Path) -> None:
         (_diverged, r"model\.safetensors holds NaN or infinite values in 2 tensor\(s\)"),
         (_truncated, r"model\.safetensors is 100 bytes, manifest\.json records \d+: the file was cut short"),
     ],
+    ids=["nan-weights", "truncated"],
 )
 def test_damaged_checkpoint_exits_non_zero_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: object, message: str

@@ -113,30 +113,30 @@ def plant_pickle(path: Path) -> None:
 
 # (how the checkpoint is damaged, the words the error must hold: file name first)
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
-    "truncated weights": (
+    "truncated-weights": (
         truncate_weights,
         r"model\.safetensors is \d+ bytes, manifest\.json records \d+: the file was cut short",
     ),
-    "flipped byte": (flip_weight_byte, r"model\.safetensors fails its sha256 checksum"),
-    "pickle planted": (plant_pickle, r"model\.safetensors is \d+ bytes.*replaced.*looks like a pickle"),
-    "NaN weights, manifest not updated": (nan_weights, r"model\.safetensors fails its sha256 checksum"),
-    "pickle planted, manifest rewritten": (
+    "flipped-byte": (flip_weight_byte, r"model\.safetensors fails its sha256 checksum"),
+    "pickle-planted": (plant_pickle, r"model\.safetensors is \d+ bytes.*replaced.*looks like a pickle"),
+    "nan-weights-manifest-not-updated": (nan_weights, r"model\.safetensors fails its sha256 checksum"),
+    "pickle-planted-manifest-rewritten": (
         lambda p: (plant_pickle(p), reseal(p)),
         r"model\.safetensors is not a valid safetensors file \(.*\)\. It looks like a pickle",
     ),
-    "plain pickle, manifest rewritten": (
+    "plain-pickle-manifest-rewritten": (
         lambda p: ((p / "model.safetensors").write_bytes(pickle.dumps({"w": [1.0]}, protocol=4)), reseal(p)),
         r"model\.safetensors is not a valid safetensors file.*pickle",
     ),
-    "truncated, manifest rewritten": (
+    "truncated-manifest-rewritten": (
         lambda p: (truncate_weights(p), reseal(p)),
         r"model\.safetensors is not a valid safetensors file",
     ),
-    "NaN weights, manifest rewritten": (
+    "nan-weights-manifest-rewritten": (
         lambda p: (nan_weights(p), reseal(p)),
         r"model\.safetensors holds NaN or infinite values in 1 tensor\(s\): \S+ \(1000 of \d+\)",
     ),
-    "infinite normaliser": (
+    "infinite-normaliser": (
         lambda p: (
             save_file(
                 {**load_file(str(p / "normalizer.safetensors")), "action_high": torch.full((10,), float("inf"))},
@@ -146,7 +146,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
         ),
         r"normalizer\.safetensors holds NaN or infinite values in 1 tensor\(s\): action_high \(10 of 10\)",
     ),
-    "normaliser of the wrong size": (
+    "normaliser-of-the-wrong-size": (
         lambda p: (
             save_file(
                 {**load_file(str(p / "normalizer.safetensors")), "proprio_low": torch.zeros(7, dtype=torch.float64)},
@@ -156,62 +156,62 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
         ),
         r"normalizer\.safetensors has proprio ranges of shape \[7\] and \[10\], the spec in config\.yaml needs \[10\]",
     ),
-    "normaliser without a field": (
+    "normaliser-without-a-field": (
         lambda p: (save_file({"action_low": torch.zeros(10)}, str(p / "normalizer.safetensors")), reseal(p)),
         r"normalizer\.safetensors: normaliser file lacks \['action_high'",
     ),
-    "weights of another shape": (
+    "weights-of-another-shape": (
         lambda p: (edit_weights(p, initial_latent=torch.zeros(5)), reseal(p)),
         r"model\.safetensors does not fit the model its config\.yaml describes "
         r"\(wrong shape \['initial_latent \[5\] \(model: \[32\]\)'\]\)",
     ),
-    "weights missing a tensor and with an extra one": (
+    "weights-missing-and-extra-tensor": (
         lambda p: (edit_weights(p, initial_latent=None, backdoor=torch.ones(1)), reseal(p)),
         r"model\.safetensors does not fit the model its config\.yaml describes "
         r"\(missing \['initial_latent'\]; unexpected \['backdoor'\]\)",
     ),
-    "metadata not JSON": (
+    "metadata-not-json": (
         lambda p: ((p / "metadata.json").write_text("{'format': "), reseal(p)),
         r"metadata\.json is not valid JSON",
     ),
-    "metadata a list": (
+    "metadata-a-list": (
         lambda p: ((p / "metadata.json").write_text("[1, 2]"), reseal(p)),
         r"metadata\.json must hold a JSON object, got list",
     ),
-    "metadata binary": (
+    "metadata-binary": (
         lambda p: ((p / "metadata.json").write_bytes(b"\xff\xfe\x00"), reseal(p)),
         r"metadata\.json is not valid JSON",
     ),
-    "config not YAML": (
+    "config-not-yaml": (
         lambda p: ((p / "config.yaml").write_text("spec: [unclosed\nmodel: {"), reseal(p)),
         r"config\.yaml is not valid YAML",
     ),
-    "config with a python tag": (
+    "config-with-a-python-tag": (
         lambda p: ((p / "config.yaml").write_text("spec: !!python/object/apply:os.system ['true']\n"), reseal(p)),
         r"config\.yaml is not valid YAML",
     ),
-    "config with a bad model section": (
+    "config-with-a-bad-model-section": (
         lambda p: ((p / "config.yaml").write_text("spec: {}\nmodel: 3\n"), reseal(p)),
         r"config\.yaml: policy spec is malformed",
     ),
-    "config with a negative size": (
+    "config-with-a-negative-size": (
         lambda p: (
             (p / "config.yaml").write_text((p / "config.yaml").read_text().replace("latent_dim: 32", "latent_dim: -5")),
             reseal(p),
         ),
         r"config\.yaml describes a model that cannot be built",
     ),
-    "manifest not JSON": (
+    "manifest-not-json": (
         lambda p: (p / "manifest.json").write_text("not json"),
         r"manifest\.json is not valid JSON",
     ),
-    "manifest without an entry": (
+    "manifest-without-an-entry": (
         lambda p: (p / "manifest.json").write_text(
             json.dumps({"format": "df-stack-checkpoint-manifest", "algorithm": "sha256", "files": {}})
         ),
         r"manifest\.json lists \[\], expected \['config\.yaml'",
     ),
-    "manifest entry malformed": (
+    "manifest-entry-malformed": (
         lambda p: (p / "manifest.json").write_text(
             json.dumps(
                 {
@@ -223,25 +223,25 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
         ),
         r"manifest\.json entry for \S+ must hold 'sha256' \(hex string\) and 'bytes' \(integer\)",
     ),
-    "manifest of another algorithm": (
+    "manifest-of-another-algorithm": (
         lambda p: (p / "manifest.json").write_text(
             (p / "manifest.json").read_text().replace('"algorithm": "sha256"', '"algorithm": "md5"')
         ),
         r"manifest\.json is not a df-stack-checkpoint-manifest with sha256 checksums",
     ),
-    "manifest deleted": (
+    "manifest-deleted": (
         lambda p: (p / "manifest.json").unlink(),
         r"manifest\.json is missing, but metadata\.json says format version 2",
     ),
-    "extra file": (
+    "extra-file": (
         lambda p: (p / "model.pt").write_bytes(torch_save_bytes({"w": torch.ones(1)})),
         r"unexpected file\(s\) \['model\.pt'\]",
     ),
-    "missing file": (
+    "missing-file": (
         lambda p: (p / "config.yaml").unlink(),
         r"incomplete: missing \['config\.yaml'\]",
     ),
-    "future format version": (
+    "future-format-version": (
         lambda p: (
             (p / "metadata.json").write_text(
                 (p / "metadata.json").read_text().replace('"format_version": 2', '"format_version": 9')

@@ -95,6 +95,7 @@ def _raw(encoding: str, width: int, height: int, step: int, size: int) -> Image:
         (_raw("16UC1", 4, 4, 8, 32), "image encoding '16UC1' is not supported; expected one of"),
         (_raw("", 4, 4, 12, 48), "image encoding '' is not supported"),
     ],
+    ids=["0x0", "0xN", "Nx0", "step-too-small", "data-too-short", "unknown-encoding", "empty-encoding"],
 )
 def test_malformed_raw_images_raise_plain_messages(msg: Image, message: str) -> None:
     with pytest.raises(ConversionError) as raised:
@@ -118,6 +119,7 @@ def _header_zeroed(data: bytes) -> bytes:
         (_header_zeroed, ""),
         (lambda data: bytes(range(256)) * 4, "not a JPEG, PNG or other known image format"),
     ],
+    ids=["truncated", "header-zeroed", "not-an-image"],
 )
 def test_corrupt_compressed_images_raise_plain_messages(
     rgb: np.ndarray, fmt: str, damage: Callable[[bytes], bytes], reason: str

@@ -75,7 +75,9 @@ def test_debug_image_tiles_are_square_rgb() -> None:
     assert tile.shape == (16, 16, 3) and tile[0, 0, 0] == 0 and tile[-1, -1, 0] == 63
 
 
-@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 8, 3), (8, 0), (0,), (8, 8, 2), (2, 2, 2, 3)])
+@pytest.mark.parametrize(
+    "shape", [(0, 0, 3), (0, 8, 3), (8, 0), (0,), (8, 8, 2), (2, 2, 2, 3)], ids=lambda shape: "x".join(map(str, shape))
+)
 def test_debug_image_tile_of_an_unshowable_array_is_black(shape: tuple[int, ...]) -> None:
     tile = _nearest_resize(np.full(shape, 200, np.uint8), 16)
     assert tile.shape == (16, 16, 3) and not tile.any()
