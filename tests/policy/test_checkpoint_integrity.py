@@ -53,6 +53,16 @@ def reseal(path: Path) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
+def rewritten(name: str, content: str | bytes) -> Callable[[Path], None]:
+    """Replace one file's content and reseal the manifest, so only the parsers can object."""
+
+    def corrupt(path: Path) -> None:
+        (path / name).write_bytes(content.encode() if isinstance(content, str) else content)
+        reseal(path)
+
+    return corrupt
+
+
 def make_legacy(path: Path) -> None:
     """A checkpoint as format version 1 wrote it: no manifest."""
     (path / "manifest.json").unlink()
@@ -171,27 +181,27 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
         r"\(missing \['initial_latent'\]; unexpected \['backdoor'\]\)",
     ),
     "metadata-not-json": (
-        lambda p: ((p / "metadata.json").write_text("{'format': "), reseal(p)),
+        rewritten("metadata.json", "{'format': "),
         r"metadata\.json is not valid JSON",
     ),
     "metadata-a-list": (
-        lambda p: ((p / "metadata.json").write_text("[1, 2]"), reseal(p)),
+        rewritten("metadata.json", "[1, 2]"),
         r"metadata\.json must hold a JSON object, got list",
     ),
     "metadata-binary": (
-        lambda p: ((p / "metadata.json").write_bytes(b"\xff\xfe\x00"), reseal(p)),
+        rewritten("metadata.json", b"\xff\xfe\x00"),
         r"metadata\.json is not valid JSON",
     ),
     "config-not-yaml": (
-        lambda p: ((p / "config.yaml").write_text("spec: [unclosed\nmodel: {"), reseal(p)),
+        rewritten("config.yaml", "spec: [unclosed\nmodel: {"),
         r"config\.yaml is not valid YAML",
     ),
     "config-with-a-python-tag": (
-        lambda p: ((p / "config.yaml").write_text("spec: !!python/object/apply:os.system ['true']\n"), reseal(p)),
+        rewritten("config.yaml", "spec: !!python/object/apply:os.system ['true']\n"),
         r"config\.yaml is not valid YAML",
     ),
     "config-with-a-bad-model-section": (
-        lambda p: ((p / "config.yaml").write_text("spec: {}\nmodel: 3\n"), reseal(p)),
+        rewritten("config.yaml", "spec: {}\nmodel: 3\n"),
         r"config\.yaml: policy spec is malformed",
     ),
     "config-with-a-negative-size": (
