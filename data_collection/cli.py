@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check every episode against its commit checksums")
     validate.add_argument("store", type=Path)
-    validate.add_argument("--quick", action="store_true", help="structure and timestamps only, no checksums")
+    validate.add_argument(
+        "--quick", action="store_true", help="structure, timestamps and finite vector values; no checksums"
+    )
     validate.add_argument("--json", action="store_true")
     validate.set_defaults(func=cmd_validate)
 

@@ -48,6 +48,7 @@ from .episode_writer import EpisodeWriter
 from .schema import (
     SCHEMA_NAME,
     SCHEMA_VERSION,
+    VECTOR,
     DiskFullError,
     EpisodeNotFoundError,
     SchemaMismatchError,
@@ -184,9 +185,39 @@ class Episode:
 
     def verify(self, checksums: bool = True) -> list[str]:
         """Problems found (empty when the episode is intact): every array exists with the
-        shape recorded at commit, stamps are finite and non-decreasing, and (checksums)
-        every array's CRC32 matches the one taken at commit."""
+        shape recorded at commit, stamps are finite and non-decreasing, vector samples are
+        finite, and (checksums) every array's CRC32 matches the one taken at commit."""
         return verify_episode_dir(self.path, self.metadata, checksums)
+
+    def nonfinite_problem(self, stream: str) -> str | None:
+        """What is non-finite in a vector stream's stamps or values (naming the first bad
+        sample), or None when every number is finite."""
+        fields = tuple(self._stream_meta(stream).get("fields", ()))
+        return nonfinite_problem(self.id, stream, "timestamps", self.stamps(stream)) or nonfinite_problem(
+            self.id, stream, "values", self.values(stream), fields
+        )
+
+
+def nonfinite_problem(
+    episode: str, stream: str, part: str, values: np.ndarray, fields: tuple[str, ...] = ()
+) -> str | None:
+    """None when `values` (samples along axis 0) are all finite, else a message naming the
+    episode, the stream, how many samples are bad and the first of them. Recording rejects
+    such samples, so they come from an importer or a later edit of the store."""
+    array = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1) if array.size else np.zeros(0, bool)
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad))
+    if array.ndim == 1:
+        detail = f"stamp {array[first]}"
+    else:
+        names = fields if len(fields) == array.shape[1] else tuple(str(i) for i in range(array.shape[1]))
+        detail = ", ".join(f"{names[i]}={array[first, i]}" for i in np.flatnonzero(~np.isfinite(array[first])))
+    return (
+        f"{episode}: stream {stream!r} has NaN or infinite {part} in {int(bad.sum())} of {bad.size} samples, "
+        f"the first at sample {first} ({detail})"
+    )
 
 
 def verify_episode_dir(path: Path, metadata: dict[str, Any], checksums: bool = True) -> list[str]:
@@ -196,6 +227,12 @@ def verify_episode_dir(path: Path, metadata: dict[str, Any], checksums: bool = T
     name = path.name
     if metadata.get("state") != "sealed":
         return [f"{name}: metadata is not sealed (state {metadata.get('state')!r})"]
+    # stream -> its field names, for every vector stream
+    vector_streams = {
+        stream: tuple(meta.get("fields", ()))
+        for stream, meta in metadata.get("streams", {}).items()
+        if isinstance(meta, dict) and meta.get("kind") == VECTOR
+    }
     for key, expected in sorted(metadata.get("checksums", {}).items()):
         try:
             array = zarr.open_array(str(path / key), mode="r")
@@ -205,12 +242,24 @@ def verify_episode_dir(path: Path, metadata: dict[str, Any], checksums: bool = T
         if list(array.shape) != expected["shape"]:
             problems.append(f"{name}: array {key} has shape {list(array.shape)}, expected {expected['shape']}")
             continue
+        stream, _, part = key.partition("/")
         try:
-            if key.endswith("/stamps"):
+            if part == "stamps":
                 stamps = np.asarray(array[:])
-                if stamps.size and (not np.all(np.isfinite(stamps)) or np.any(np.diff(stamps) < 0)):
-                    problems.append(f"{name}: {key} has non-finite or decreasing timestamps")
+                problem = nonfinite_problem(name, stream, "timestamps", stamps)
+                if problem:
+                    problems.append(problem)
+                elif np.any(np.diff(stamps) < 0):
+                    problems.append(f"{name}: {key} has decreasing timestamps")
                 crc = zlib.crc32(np.ascontiguousarray(stamps)) if checksums else None
+            elif part == "data" and stream in vector_streams:
+                # Vector streams are small (a float64 row per sample): read them whole even in a
+                # quick check, since a NaN there would stop training (or move the arm) much later.
+                values = np.asarray(array[:])
+                problem = nonfinite_problem(name, stream, "values", values, vector_streams[stream])
+                if problem:
+                    problems.append(problem)
+                crc = zlib.crc32(np.ascontiguousarray(values)) if checksums else None
             elif checksums:
                 crc = _array_crc(array)
             else:

@@ -122,14 +122,16 @@ def decode_ros_image(encoding: str, height: int, width: int, step: int, data: by
     if encoding not in _ROS_ENCODINGS:
         raise ValueError(f"image encoding {encoding!r} is not supported; expected one of {sorted(_ROS_ENCODINGS)}")
     channels, order = _ROS_ENCODINGS[encoding]
+    what = f"image {width}x{height} {encoding}"
+    if width < 1 or height < 1:
+        raise ValueError(f"{what} has no pixels (width and height must be at least 1)")
+    if step < width * channels:
+        raise ValueError(f"{what} needs a row step of at least {width * channels} bytes, got {step}")
     buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
-    if step < width * channels or buffer.size < step * height:
-        raise ValueError(
-            f"{encoding} image {width}x{height}: {buffer.size} bytes with step {step}, "
-            "expected at least "
-            f"{width * channels * height} bytes"
-        )
-    rows = buffer[: step * height].reshape(height, step)[:, : width * channels]
+    needed = step * height  # sensor_msgs/Image: data holds `height` rows of `step` bytes
+    if buffer.size < needed:
+        raise ValueError(f"{what} with a row step of {step} bytes needs {needed} bytes of data, got {buffer.size}")
+    rows = buffer[:needed].reshape(height, step)[:, : width * channels]
     image = rows.reshape(height, width, channels)
     if order is None:
         return np.ascontiguousarray(image)

@@ -134,6 +134,22 @@ def check_dataset(store: EpisodeStore, spec: PolicySpec, mapping: FeatureMapping
             )
 
 
+def check_finite_samples(store: EpisodeStore, episode_id: str) -> None:
+    """Refuse an episode whose vector streams hold NaN or infinity, naming the episode, the
+    stream and the first bad sample. The recorder never writes such samples, so an importer
+    or an edit of the store did; caught here, not as a traceback deep in fitting or a step."""
+    episode = store.episode(episode_id)
+    for stream in episode.stream_names:
+        if episode.spec(stream).is_image:
+            continue
+        problem = episode.nonfinite_problem(stream)
+        if problem:
+            raise TrainingConfigError(
+                f"dataset {store.path}: {problem}. Delete that episode (python -m data_collection.cli delete "
+                f"{store.path} {episode_id}) or re-import it; `validate --quick` lists every such episode"
+            )
+
+
 def split_episodes(episode_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Deterministic train/validation split by episode (never within an episode)."""
     if not 0.0 <= val_fraction < 1.0:
@@ -174,6 +190,7 @@ def load_episodes(
         iterator = tqdm(episode_ids, desc="align episodes", unit="episode", leave=False)
     episodes = []
     for episode_id in iterator:
+        check_finite_samples(store, episode_id)
         try:
             aligned = align_episode(store.episode(episode_id), spec, FeatureMapping(), tolerance_s)
         except (KeyError, ValueError) as error:

@@ -119,5 +119,9 @@ def test_decode_ros_image():
     assert decode_ros_image("mono8", 2, 3, 3, bytes(6)).shape == (2, 3, 1)
     with pytest.raises(ValueError, match="not supported"):
         decode_ros_image("16UC1", 2, 3, 6, bytes(12))
-    with pytest.raises(ValueError, match="expected at least"):
+    with pytest.raises(ValueError, match="image 3x2 rgb8 with a row step of 9 bytes needs 18 bytes of data, got 10"):
         decode_ros_image("rgb8", 2, 3, 9, bytes(10))
+    with pytest.raises(ValueError, match="image 3x2 rgb8 needs a row step of at least 9 bytes, got 8"):
+        decode_ros_image("rgb8", 2, 3, 8, bytes(100))
+    with pytest.raises(ValueError, match=r"image 0x0 rgb8 has no pixels"):
+        decode_ros_image("rgb8", 0, 0, 0, b"")

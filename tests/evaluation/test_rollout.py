@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,39 @@ def test_checkpoint_that_does_not_fit_the_simulated_robot_is_refused(
     checkpoint = _checkpoint(tmp_path / "ckpt", side_camera)
     assert main(["--checkpoint", str(checkpoint), "--episodes", "1"]) == 2
     assert "cameras ['side'] are not in the scene" in capsys.readouterr().err
+
+
+def _diverged(path: Path) -> None:
+    """A run that diverged: 1000 NaN weights, saved normally (the manifest matches them)."""
+    torch.manual_seed(0)
+    model = DFPolicyModel(swap_fruit_spec(16), TINY)
+    with torch.no_grad():
+        model.initial_latent.fill_(float("nan"))
+        next(p for p in model.parameters() if p.numel() >= 1000).view(-1)[:1000] = float("nan")
+    save_checkpoint(path, model, _normalizer())
+
+
+def _truncated(path: Path) -> None:
+    weights = _checkpoint(path) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_diverged, r"model\.safetensors holds NaN or infinite values in 2 tensor\(s\)"),
+        (_truncated, r"model\.safetensors is 100 bytes, manifest\.json records \d+: the file was cut short"),
+    ],
+    ids=["nan-weights", "truncated"],
+)
+def test_damaged_checkpoint_exits_non_zero_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: object, message: str
+) -> None:
+    damage(tmp_path / "ckpt")  # type: ignore[operator]
+    assert main(["--checkpoint", str(tmp_path / "ckpt"), "--episodes", "1"]) == 2
+    captured = capsys.readouterr()
+    assert re.search(r"^dfstack evaluate-sim: checkpoint .*ckpt: " + message, captured.err)
+    assert "Traceback" not in captured.err and "success" not in captured.out
 
 
 class _ExpertAgent:

@@ -42,7 +42,7 @@ def test_round_trip_is_exact(saved):
 def test_checkpoint_holds_no_pickles(saved):
     path = saved[0]
     names = sorted(p.name for p in path.iterdir())
-    assert names == ["config.yaml", "metadata.json", "model.safetensors", "normalizer.safetensors"]
+    assert names == ["config.yaml", "manifest.json", "metadata.json", "model.safetensors", "normalizer.safetensors"]
     assert load_file(str(path / "model.safetensors"))  # plain tensors
     json.loads((path / "metadata.json").read_text())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ pytest.importorskip("sensor_msgs")
 
 from df_policy.conversions import (
     ConversionError,
+    compressed_msg_to_image,
+    image_to_compressed_msg,
     image_to_msg,
     joint_state_to_msg,
     msg_to_image,
@@ -21,6 +24,7 @@ from df_policy.conversions import (
     seconds_to_time,
     time_to_seconds,
 )
+from sensor_msgs.msg import Image
 
 
 @pytest.fixture
@@ -66,6 +70,68 @@ def test_bad_images_raise(rgb: np.ndarray) -> None:
         msg_to_image(msg)
     with pytest.raises(ConversionError, match="uint8"):
         image_to_msg(rgb.astype(np.float32), 0.0)
+
+
+def _raw(encoding: str, width: int, height: int, step: int, size: int) -> Image:
+    msg = Image()
+    msg.encoding, msg.width, msg.height, msg.step, msg.data = encoding, width, height, step, bytes(size)
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("msg", "message"),
+    [
+        (_raw("rgb8", 0, 0, 0, 0), "image 0x0 rgb8 has no pixels (width and height must be at least 1)"),
+        (_raw("rgb8", 0, 480, 1920, 0), "image 0x480 rgb8 has no pixels"),
+        (_raw("mono8", 640, 0, 640, 0), "image 640x0 mono8 has no pixels"),
+        (
+            _raw("rgb8", 640, 480, 200, 640 * 480 * 3),
+            "image 640x480 rgb8 needs a row step of at least 1920 bytes, got 200",
+        ),
+        (
+            _raw("bgr8", 640, 480, 1920, 1234),
+            "image 640x480 bgr8 with a row step of 1920 bytes needs 921600 bytes of data, got 1234",
+        ),
+        (_raw("16UC1", 4, 4, 8, 32), "image encoding '16UC1' is not supported; expected one of"),
+        (_raw("", 4, 4, 12, 48), "image encoding '' is not supported"),
+    ],
+    ids=["0x0", "0xN", "Nx0", "step-too-small", "data-too-short", "unknown-encoding", "empty-encoding"],
+)
+def test_malformed_raw_images_raise_plain_messages(msg: Image, message: str) -> None:
+    with pytest.raises(ConversionError) as raised:
+        msg_to_image(msg)
+    assert str(raised.value).startswith(message)
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _header_zeroed(data: bytes) -> bytes:
+    return data[:4] + bytes(20) + data[24:]
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_truncated, "truncated"),
+        (_header_zeroed, ""),
+        (lambda data: bytes(range(256)) * 4, "not a JPEG, PNG or other known image format"),
+    ],
+    ids=["truncated", "header-zeroed", "not-an-image"],
+)
+def test_corrupt_compressed_images_raise_plain_messages(
+    rgb: np.ndarray, fmt: str, damage: Callable[[bytes], bytes], reason: str
+) -> None:
+    msg = image_to_compressed_msg(np.tile(rgb, (8, 8, 1)), 0.0, fmt=fmt)
+    msg.data = damage(bytes(msg.data))
+    with pytest.raises(ConversionError) as raised:
+        compressed_msg_to_image(msg)
+    message = str(raised.value)
+    assert message.startswith(f"compressed image ({fmt}, {len(msg.data)} bytes) could not be decoded: ")
+    assert reason in message
+    assert " at 0x" not in message and "<" not in message  # no object reprs
 
 
 def test_pose_round_trip_and_checks() -> None:

@@ -37,7 +37,7 @@ def test_png_compressed_images_decode_exactly_and_jpeg_closely(picture: np.ndarr
 def test_broken_compressed_images_raise(picture: np.ndarray) -> None:
     msg = image_to_compressed_msg(picture, 0.0, fmt="png")
     msg.data = bytes(msg.data)[:40]
-    with pytest.raises(ConversionError, match="does not decode"):
+    with pytest.raises(ConversionError, match=r"compressed image \(png, 40 bytes\) could not be decoded"):
         compressed_msg_to_image(msg)
     msg.data = b""
     with pytest.raises(ConversionError, match="no data"):
@@ -55,6 +55,21 @@ def test_debug_image_tiles_are_square_rgb() -> None:
     mono = np.arange(64, dtype=np.uint8).reshape(8, 8)
     tile = _nearest_resize(mono, 16)
     assert tile.shape == (16, 16, 3) and tile[0, 0, 0] == 0 and tile[-1, -1, 0] == 63
+
+
+@pytest.mark.parametrize(
+    "shape", [(0, 0, 3), (0, 8, 3), (8, 0), (0,), (8, 8, 2), (2, 2, 2, 3)], ids=lambda shape: "x".join(map(str, shape))
+)
+def test_debug_image_tile_of_an_unshowable_array_is_black(shape: tuple[int, ...]) -> None:
+    tile = _nearest_resize(np.full(shape, 200, np.uint8), 16)
+    assert tile.shape == (16, 16, 3) and not tile.any()
+
+
+def test_debug_image_tile_drops_alpha() -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 90, 255
+    tile = _nearest_resize(rgba, 8)
+    assert tile.shape == (8, 8, 3) and np.all(tile[..., 0] == 90) and not tile[..., 1:].any()
 
 
 PERIOD, EARLY, LATE, TICK_COST = 0.04, 0.01, 0.02, 0.008

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -93,21 +94,27 @@ def msg_to_image(msg: Image, output: str = "rgb8") -> np.ndarray:
 def compressed_msg_to_image(msg: CompressedImage) -> np.ndarray:
     """sensor_msgs/CompressedImage (JPEG or PNG, as image_transport's `compressed` gives)
     -> HxWx3 RGB uint8. Uses OpenCV where it is installed (it is with ROS), else Pillow.
-    Raises ConversionError when the payload does not decode."""
+    Raises ConversionError, with the decoder's reason, when the payload does not decode."""
     data = bytes(msg.data)
+    # The format string comes from the sender: shown, but never more than a line of it.
+    what = f"compressed image ({(msg.format or 'no format')[:40]}, {len(data)} bytes)"
     if not data:
-        raise ConversionError(f"compressed image (format {msg.format!r}) has no data")
+        raise ConversionError(f"{what} has no data")
     try:
         import cv2  # optional: present on ROS machines, not needed elsewhere
-
-        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if decoded is None:
-            raise ConversionError(f"compressed image (format {msg.format!r}) does not decode")
-        return np.ascontiguousarray(decoded[:, :, ::-1])  # OpenCV decodes to BGR
     except ImportError:
-        pass
+        cv2 = None
+    if cv2 is not None:
+        try:
+            decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error as error:
+            raise ConversionError(f"{what} could not be decoded: {_plain(error)}") from error
+        if decoded is None or decoded.size == 0:
+            raise ConversionError(f"{what} could not be decoded: OpenCV does not recognise it as an image")
+        return np.ascontiguousarray(decoded[:, :, ::-1])  # OpenCV decodes to BGR
     try:
         from PIL import Image as PilImage
+        from PIL import UnidentifiedImageError
     except ImportError as error:
         raise ConversionError(
             "decoding compressed images needs OpenCV (cv2) or Pillow; neither is installed"
@@ -115,8 +122,21 @@ def compressed_msg_to_image(msg: CompressedImage) -> np.ndarray:
     try:
         with PilImage.open(io.BytesIO(data)) as picture:
             return np.asarray(picture.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, ValueError) as error:
-        raise ConversionError(f"compressed image (format {msg.format!r}) does not decode: {error}") from error
+    except UnidentifiedImageError as error:
+        raise ConversionError(f"{what} could not be decoded: not a JPEG, PNG or other known image format") from error
+    # Any failure of the decoder on these bytes means the same thing, and Pillow raises many
+    # kinds (OSError, SyntaxError, struct.error, DecompressionBombError...): one message.
+    except Exception as error:
+        raise ConversionError(f"{what} could not be decoded: {_plain(error)}") from error
+
+
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _plain(error: BaseException) -> str:
+    """A decoder's message without object reprs (memory addresses mean nothing to a reader)."""
+    text = _OBJECT_REPR.sub("", str(error)).strip()
+    return text or type(error).__name__
 
 
 def image_to_compressed_msg(

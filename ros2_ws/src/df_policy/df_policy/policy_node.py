@@ -712,11 +712,16 @@ class PolicyNode(Node):
 
 
 def _nearest_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """A size x size RGB tile of the debug image. An array that is no picture (no pixels,
+    not HxW or HxWx1/3/4) becomes a black tile: one bad frame must not stop ~/debug_image."""
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[:, :, None]
+    if array.ndim != 3 or array.size == 0 or array.shape[2] not in (1, 3, 4):
+        return np.zeros((size, size, 3), np.uint8)
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
+    array = array[:, :, :3]
     rows = np.arange(size) * array.shape[0] // size
     cols = np.arange(size) * array.shape[1] // size
     return np.ascontiguousarray(array[rows][:, cols].astype(np.uint8))
