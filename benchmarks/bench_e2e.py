@@ -54,7 +54,6 @@ if str(PACKAGE) not in sys.path:
 
 CAMERAS = ("front", "wrist")
 CAMERA_SIZE = 96
-POLICY_IMAGE = 64
 TARGETS = {"latency_p99_ms": 25.0, "tick_jitter_p99_ms": 5.0, "unsafe_commands": 0}
 
 
@@ -160,12 +159,13 @@ def make_checkpoint(directory: Path) -> Path:
     import torch
 
     from policy.checkpoint import save_checkpoint
-    from policy.model import DFPolicyModel, ModelConfig
+    from policy.model import DFPolicyModel
     from policy.normalizer import Normalizer
-    from policy.spec import swap_fruit_spec
+    from training.config import deployed_policy
 
     torch.manual_seed(0)
-    model = DFPolicyModel(swap_fruit_spec(image_size=POLICY_IMAGE), ModelConfig())
+    spec, model_config = deployed_policy(["experiment=swap_fruit"])  # what `make demo` trains and deploys
+    model = DFPolicyModel(spec, model_config)
     low = np.array([0.35, -0.15, 0.15, -1, -1, -1, -1, -1, -1, 0.0])
     high = np.array([0.55, 0.15, 0.35, 1, 1, 1, 1, 1, 1, 0.08])
     return save_checkpoint(directory, model, Normalizer(low, high, low.copy(), high.copy()))
@@ -195,7 +195,6 @@ def run_policy(args: argparse.Namespace) -> dict:
     node = PolicyNode(
         parameter_overrides=[
             Parameter("checkpoint", value=str(checkpoint)),
-            Parameter("image_size", value=POLICY_IMAGE),
             Parameter("policy_rate_hz", value=float(args.rate_hz)),
             Parameter("start_enabled", value=True),
             Parameter("torch_threads", value=args.threads),
@@ -246,7 +245,7 @@ def run_policy(args: argparse.Namespace) -> dict:
         "benchmark": "e2e",
         "ticks": len(durations),
         "rate_hz": args.rate_hz,
-        "cameras": f"{len(CAMERAS)} x {CAMERA_SIZE} px rgb8 (policy input {POLICY_IMAGE} px)",
+        "cameras": f"{len(CAMERAS)} x {CAMERA_SIZE} px rgb8 (policy input {node.spec.cameras[0].height} px)",
         "latency_p50_ms": round(percentile(latencies, 50) * 1e3, 2),
         "latency_p99_ms": round(percentile(latencies, 99) * 1e3, 2),
         "latency_max_ms": round(max(latencies) * 1e3, 2) if latencies else None,

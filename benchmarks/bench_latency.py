@@ -1,14 +1,15 @@
 """Per-tick latency of the DF runner against a Diffusion-Policy-style reference.
 
-Both run on a 2-core CPU at the default simulation size (two 64 px cameras, 10-D
-proprioception, 10-D end-effector actions) and the same action horizon (16
-actions). The reference gets both cores (its convolutions use them). The DF
-runner uses one intra-op thread: at batch size 1 its operations are too small to
-split, and with two threads one descheduled thread stalls every OpenMP barrier
+Both run on a 2-core CPU on the deployed configuration read from the task config
+(swap fruit: two 32 px cameras, 10-D proprioception, 10-D end-effector actions, 8
+actions per 0.8 s token) and the same action horizon (16 actions). The reference gets
+both cores (its convolutions use them). The DF runner uses one intra-op thread: at
+batch size 1 its operations are too small to split, and with two threads one
+descheduled thread stalls every OpenMP barrier
 (p99 ~200 ms while another process is busy); one thread also leaves the second
 core to the ROS executor. The DF figures with two threads are printed as well.
 
-- DF: the real-time runner (pyramid schedule over 4 tokens of 4 actions, 8
+- DF: the real-time runner (pyramid schedule over 2 tokens of 8 actions, 8
   denoising steps, partly denoised tokens carried between ticks).
 - Reference: a CNN encoder over two observation steps plus a FiLM-conditioned
   1-D convolutional UNet over a 16-action chunk, sampled with 16 DDIM steps, as
@@ -35,7 +36,8 @@ from policy.model import DFPolicyModel, ModelConfig
 from policy.noise import NoiseSchedule
 from policy.normalizer import Normalizer
 from policy.runner import Observation, PolicyRunner, RunnerConfig
-from policy.spec import swap_fruit_spec
+from policy.spec import PolicySpec
+from training.config import deployed_policy
 
 REFERENCE_CHUNK = 16
 REFERENCE_DDIM_STEPS = 16
@@ -158,11 +160,12 @@ def _percentiles(samples_s: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def measure_df(ticks: int, warmup: int, runner_config: RunnerConfig, image_size: int) -> list[float]:
-    spec = swap_fruit_spec(image_size)
+def measure_df(
+    ticks: int, warmup: int, runner_config: RunnerConfig, spec: PolicySpec, model_config: ModelConfig
+) -> list[float]:
     torch.manual_seed(0)
     runner = PolicyRunner(
-        DFPolicyModel(spec, ModelConfig()), Normalizer.identity(spec.action.dim, spec.proprio_dim), runner_config
+        DFPolicyModel(spec, model_config), Normalizer.identity(spec.action.dim, spec.proprio_dim), runner_config
     )
     rng = np.random.default_rng(0)
     frames = [
@@ -180,8 +183,8 @@ def measure_df(ticks: int, warmup: int, runner_config: RunnerConfig, image_size:
     return samples
 
 
-def measure_reference(ticks: int, warmup: int, image_size: int) -> tuple[list[float], int]:
-    spec = swap_fruit_spec(image_size)
+def measure_reference(ticks: int, warmup: int, spec: PolicySpec) -> tuple[list[float], int]:
+    image_size = spec.cameras[0].height
     torch.manual_seed(0)
     reference = ReferencePolicy(len(spec.cameras), image_size, spec.proprio_dim, spec.action.dim).eval()
     generator = torch.Generator().manual_seed(0)
@@ -202,35 +205,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-ticks", type=int, default=60, help="measured reference ticks (default 60)")
     parser.add_argument("--threads", type=int, default=2, help="threads of the reference (default 2)")
     parser.add_argument("--df-threads", type=int, default=1, help="intra-op threads of the DF runner (default 1)")
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument(
+        "--task", default="swap_fruit_sim", help="task config whose policy is timed (default swap_fruit_sim)"
+    )
     parser.add_argument("--quick", action="store_true", help="a few ticks only: checks that the benchmark runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.ticks, args.reference_ticks = 20, 3
     warmup = 3 if args.quick else 20
 
+    # The deployed configuration: the task config's cameras, image size and rates.
+    spec, model_config = deployed_policy([f"task={args.task}"])
     torch.set_num_threads(args.df_threads)
-    df_config = RunnerConfig(schedule="pyramid", horizon=4, steps=8, uncertainty_scale=2.0, carry=True)
+    df_config = RunnerConfig(schedule="pyramid", horizon=2, steps=8, uncertainty_scale=2.0, carry=True)
     print(f"DF runner, {df_config}, {args.df_threads} thread(s): {args.ticks} ticks ...", flush=True)
-    df = measure_df(args.ticks, warmup, df_config, args.image_size)
-    no_carry = RunnerConfig(schedule="pyramid", horizon=4, steps=8, uncertainty_scale=2.0, carry=False)
+    df = measure_df(args.ticks, warmup, df_config, spec, model_config)
+    no_carry = RunnerConfig(schedule="pyramid", horizon=2, steps=8, uncertainty_scale=2.0, carry=False)
     print("DF runner without carried tokens (every tick from pure noise) ...", flush=True)
-    df_fresh = measure_df(max(args.ticks // 5, 10), warmup, no_carry, args.image_size)
+    df_fresh = measure_df(max(args.ticks // 5, 10), warmup, no_carry, spec, model_config)
     torch.set_num_threads(args.threads)
     print(f"DF runner with {args.threads} threads ...", flush=True)
-    df_two = measure_df(max(args.ticks // 5, 10), warmup, df_config, args.image_size)
+    df_two = measure_df(max(args.ticks // 5, 10), warmup, df_config, spec, model_config)
     print(
         f"Diffusion-Policy-style reference, {REFERENCE_DDIM_STEPS} DDIM steps: {args.reference_ticks} ticks ...",
         flush=True,
     )
-    reference, reference_parameters = measure_reference(args.reference_ticks, 2 if args.quick else 5, args.image_size)
+    reference, reference_parameters = measure_reference(args.reference_ticks, 2 if args.quick else 5, spec)
 
     df_p50, df_p99 = _percentiles(df)
     fresh_p50, fresh_p99 = _percentiles(df_fresh)
     two_p50, two_p99 = _percentiles(df_two)
     ref_p50, ref_p99 = _percentiles(reference)
-    spec = swap_fruit_spec(args.image_size)
-    df_parameters = DFPolicyModel(spec, ModelConfig()).parameter_count()
+    df_parameters = DFPolicyModel(spec, model_config).parameter_count()
     print(f"{'':<28}{'p50 ms':>10}{'p99 ms':>10}{'params':>12}")
     print(f"{'DF (carry)':<28}{df_p50:>10.2f}{df_p99:>10.2f}{df_parameters:>12,}")
     print(f"{'DF (no carry)':<28}{fresh_p50:>10.2f}{fresh_p99:>10.2f}{df_parameters:>12,}")
@@ -249,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         "action_horizon": 16,
         "df_threads": args.df_threads,
         "reference_threads": args.threads,
-        "image_size": args.image_size,
+        "image_size": spec.cameras[0].height,
+        "actions_per_token": spec.actions_per_token,
+        "token_period_s": spec.token_period_s,
         "df_ticks": len(df),
         "machine": platform.processor() or platform.machine(),
     }

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from data_collection.recorder import Recorder
     from data_collection.schema import StoreSettings, fr3_stream_specs
     from data_collection.store import EpisodeStore
-    from policy.spec import swap_fruit_spec
+    from training.config import task_policy_spec
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_recorder_"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = episode.verify(checksums=True)
     verify_s = time.perf_counter() - t
 
-    spec = swap_fruit_spec(64)
+    spec = task_policy_spec()  # the deployed swap-fruit spec
     t = time.perf_counter()
     aligned = align_episode(episode, spec)
     align_s = time.perf_counter() - t

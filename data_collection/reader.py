@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from policy.imaging import resize_area, to_channels
-from policy.spec import PolicySpec
+from policy.imaging import to_channels
+from policy.spec import CameraSpec, PolicySpec
 
 from .mapping import FeatureMapping
 from .store import Episode, EpisodeStore
@@ -86,8 +86,9 @@ def align_episode(
     tolerance_s: float | dict[str, float] | None = None,
 ) -> AlignedEpisode:
     """Align one committed episode to the token grid of `spec` (see the module doc)."""
-    mapping = mapping or FeatureMapping()
+    mapping = mapping or FeatureMapping.for_spec(spec)
     mapping.check(spec)
+    streams = mapping.streams
     cameras = spec.camera_names
     needed = [*cameras, *mapping.proprio_streams(), *mapping.action_streams()]
     missing = [s for s in needed if s not in episode.stream_names]
@@ -111,8 +112,7 @@ def align_episode(
     frame_age: dict[str, np.ndarray] = {}
     for camera in spec.cameras:
         index, valid = nearest_earlier(stamps[camera.name], token_times, _tolerance(tolerance_s, episode, camera.name))
-        images = _camera_frames(episode, camera.name, (camera.height, camera.width), index, valid)
-        images = to_channels(images, camera.channels)
+        images = _camera_frames(episode, camera, index, valid)
         images[~valid] = 0
         frames[camera.name] = images
         frame_valid[camera.name] = valid
@@ -121,19 +121,19 @@ def align_episode(
         frame_age[camera.name] = age
 
     pose_index, pose_valid = nearest_earlier(
-        stamps[mapping.ee_pose_stream],
+        stamps[streams.state],
         token_times,
-        _tolerance(tolerance_s, episode, mapping.ee_pose_stream),
+        _tolerance(tolerance_s, episode, streams.state),
     )
     grip_index, grip_valid = nearest_earlier(
-        stamps[mapping.gripper_stream],
+        stamps[streams.gripper],
         token_times,
-        _tolerance(tolerance_s, episode, mapping.gripper_stream),
+        _tolerance(tolerance_s, episode, streams.gripper),
     )
     proprio_valid = pose_valid & grip_valid
     proprio = mapping.proprio(
-        episode.values(mapping.ee_pose_stream)[pose_index],
-        episode.values(mapping.gripper_stream)[grip_index],
+        episode.values(streams.state)[pose_index],
+        episode.values(streams.gripper)[grip_index],
     )
     proprio[~proprio_valid] = 0
 
@@ -142,19 +142,19 @@ def align_episode(
     action_times = token_times[:, None] + offsets[None, :]
     flat_times = action_times.reshape(-1)
     command_index, action_valid = nearest_earlier(
-        stamps[mapping.command_stream],
+        stamps[streams.command],
         flat_times,
-        _tolerance(tolerance_s, episode, mapping.command_stream),
+        _tolerance(tolerance_s, episode, streams.command),
     )
-    commands = episode.values(mapping.command_stream)[command_index]
+    commands = episode.values(streams.command)[command_index]
     widths = None
-    if mapping.command_gripper_stream:
+    if streams.command_gripper:
         width_index, width_valid = nearest_earlier(
-            stamps[mapping.command_gripper_stream],
+            stamps[streams.command_gripper],
             flat_times,
-            _tolerance(tolerance_s, episode, mapping.command_gripper_stream),
+            _tolerance(tolerance_s, episode, streams.command_gripper),
         )
-        widths = episode.values(mapping.command_gripper_stream)[width_index]
+        widths = episode.values(streams.command_gripper)[width_index]
         action_valid &= width_valid
     actions = mapping.action(commands, widths)
     actions[~action_valid] = 0
@@ -176,30 +176,34 @@ def align_episode(
 _warned_fallback: set[tuple[str, tuple[int, int]]] = set()
 
 
-def _camera_frames(
-    episode: Episode, camera: str, size: tuple[int, int], index: np.ndarray, valid: np.ndarray
-) -> np.ndarray:
-    lowres = episode.lowres(camera, size)
+def _camera_frames(episode: Episode, camera: CameraSpec, index: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The camera's frames at `index`, prepared as the policy sees them (CameraSpec.prepare):
+    from the low-resolution copy written at record time when there is one of this size
+    (copies are of the whole frame, so a cropped camera always decodes full frames)."""
+    size = camera.size
+    lowres = episode.lowres(camera.name, size) if camera.crop is None else None
     if lowres is not None:
-        return np.ascontiguousarray(lowres[index])
-    key = (camera, size)
-    if key not in _warned_fallback:
+        return to_channels(np.ascontiguousarray(lowres[index]), camera.channels)
+    key = (camera.name, size)
+    if key not in _warned_fallback and camera.crop is None:
         _warned_fallback.add(key)
         log.warning(
             "no %dx%d copy of camera %r in the store: decoding and resizing full frames (slow); "
             "create the store with this size in policy_image_sizes",
             size[0],
             size[1],
-            camera,
+            camera.name,
         )
-    source = episode.frames(camera)
-    channels = episode.spec(camera).shape[2]
-    out = np.zeros((len(index), size[0], size[1], channels), dtype=np.uint8)
+    source = episode.frames(camera.name)
+    out = np.zeros((len(index), size[0], size[1], camera.channels), dtype=np.uint8)
     cache: dict[int, np.ndarray] = {}
     for row, (i, ok) in enumerate(zip(index.tolist(), valid.tolist(), strict=True)):
         if ok:
             if i not in cache:
-                cache[i] = resize_area(np.asarray(source[i]), size[0], size[1])
+                try:
+                    cache[i] = camera.prepare(np.asarray(source[i]))
+                except ValueError as error:
+                    raise ValueError(f"episode {episode.id}, camera {camera.name!r}, frame {i}: {error}") from error
             out[row] = cache[i]
     return out
 

@@ -27,10 +27,18 @@ def add_episode_arguments(parser: argparse.ArgumentParser) -> None:
         help="run every episode for --max-steps and score the final state (the policy must stop and stay put)",
     )
     parser.add_argument(
-        "--schedule", default="pyramid", help=f"runner scheduling matrix: {'|'.join(SCHEDULE_KINDS)} (default pyramid)"
+        "--schedule",
+        choices=SCHEDULE_KINDS,
+        help="runner scheduling matrix (default: the checkpoint's, as it was evaluated in training)",
     )
-    parser.add_argument("--horizon", type=int, default=2, help="runner horizon in tokens (default 2)")
-    parser.add_argument("--steps", type=int, default=8, help="denoising steps (default 8)")
+    parser.add_argument("--horizon", type=int, help="runner horizon in tokens (default: the checkpoint's)")
+    parser.add_argument("--steps", type=int, help="denoising steps per token (default: the checkpoint's)")
+
+
+def runner_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The runner settings given on the command line (RunnerConfig field names)."""
+    given = {"schedule": args.schedule, "horizon": args.horizon, "steps": args.steps}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     from evaluation.rollout import EvalSettings, evaluate_checkpoint
     from policy.checkpoint import CheckpointError
-    from policy.runner import RunnerConfig
 
     try:
         settings = EvalSettings(
@@ -72,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             fault_events=args.fault_events,
             max_steps=args.max_steps,
             stop_at_success=not args.full_episodes,
-            runner=RunnerConfig(schedule=args.schedule, horizon=args.horizon, steps=args.steps),
             use_surprise=args.surprise,
             video_episodes=args.video_episodes,
         )
-        result = evaluate_checkpoint(args.checkpoint, settings, args.video)
+        # The checkpoint's runner settings, with what the command line changes.
+        result = evaluate_checkpoint(args.checkpoint, settings, args.video, runner_overrides=runner_overrides(args))
     except (ValueError, CheckpointError) as error:
         print(f"dfstack evaluate-sim: {error}", file=sys.stderr)
         return 2

@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="sim_robot_node pacing (default 1.0). The policy node runs on wall-clock time, so only 1.0 "
         "keeps the simulator's stamps and the policy's clock in step; other values are for debugging only",
     )
+    parser.add_argument(
+        "--robot-description",
+        default="fr3_sim",
+        help="the simulated robot both nodes run with: a name in robots/descriptions/ or a YAML path (default fr3_sim)",
+    )
     add_episode_arguments(parser)
     parser.add_argument("--videos", type=int, default=1, help="video episodes per condition (default 1; 0 = none)")
     parser.add_argument(
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             schedule=args.schedule,
             horizon=args.horizon,
             denoising_steps=args.steps,
+            robot_description=args.robot_description,
             videos_per_condition=args.videos,
         )
         for name in names:

@@ -39,6 +39,7 @@ from evaluation.results import EpisodeResult, EvalResult
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 STEADY_WINDOW_STEPS = 50  # EpisodeResult.final_motion_m looks at the last 5 s
+SIMULATED_ROBOT = "fr3_sim"  # the robot description of the simulated robot (robots/descriptions/)
 
 
 @dataclass
@@ -101,13 +102,13 @@ def _video_frame(
     return np.asarray(canvas)
 
 
-def unsafe_target_problems(target: np.ndarray, previous: np.ndarray | None, period_s: float) -> list[str]:
-    """What is unsafe about one 10-D policy target (position, rot6d, gripper) against the
-    default SafetyLimits, sent `period_s` after `previous` (the policy_node's limits)."""
-    from policy.commanding import PoseCommand, SafetyLimits, limit_violations
+def unsafe_target_problems(target: np.ndarray, previous: np.ndarray | None, period_s: float, limits: Any) -> list[str]:
+    """What is unsafe about one 10-D policy target (position, rot6d, gripper) against
+    `limits` (policy.commanding.SafetyLimits: the simulated robot's description's, as the
+    policy node holds them), sent `period_s` after `previous`."""
+    from policy.commanding import PoseCommand, limit_violations
     from policy.geometry import rot6d_to_quat
 
-    limits = SafetyLimits()
     if not np.all(np.isfinite(target)):
         return ["non-finite values"]
     # The gripper width is clamped by the safety filter and a few mm past fully open are
@@ -128,7 +129,9 @@ def run_episode(
     """One episode of `agent` (a policy.agent.PolicyAgent) in `env` (a SwapFruitEnv) with
     sim seed `seed`; its frames are appended to `video` when one is given."""
     from policy.agent import CameraInput
+    from robots.description import load_robot_description
 
+    limits = load_robot_description(SIMULATED_ROBOT).safety
     spec = agent.runner.spec
     plan = settings.episode_fault_plan(seed, tuple(env.config.cameras))
     observation = env.reset(seed, fault_plan=plan)
@@ -163,7 +166,7 @@ def run_episode(
             video.append(_video_frame(dict(observation.images), tick.chunk.predicted_frames, caption))
         for action in tick.chunk.actions[: spec.actions_per_token]:
             target = np.asarray(action, dtype=np.float64)
-            unsafe += bool(unsafe_target_problems(target, previous_target, env.config.step_period_s))
+            unsafe += bool(unsafe_target_problems(target, previous_target, env.config.step_period_s, limits))
             previous_target = target
             observation = env.step(target)
             steps += 1
@@ -245,18 +248,10 @@ def check_fits_simulator(spec: Any, checkpoint: str | Path = "policy") -> None:
     """Refuse a policy the simulated robot cannot drive, naming every reason: cameras the
     scene lacks (a subset of its cameras is fine), other proprioception or actions, or
     an action period other than the env step."""
-    from policy.spec import swap_fruit_spec
-    from sim.scene import CAMERAS
+    from robots.description import load_robot_description
 
-    robot = swap_fruit_spec()
-    problems = []
-    unknown = [name for name in spec.camera_names if name not in CAMERAS]
-    if unknown:
-        problems.append(f"cameras {unknown} are not in the scene (it has {list(CAMERAS)})")
-    if spec.action != robot.action:
-        problems.append(f"action spec [{spec.action.describe()}], the simulator takes [{robot.action.describe()}]")
-    if spec.proprio_dim != robot.proprio_dim:
-        problems.append(f"proprioception of {spec.proprio_dim} values, the simulator gives {robot.proprio_dim}")
+    robot = load_robot_description(SIMULATED_ROBOT)
+    problems = robot.policy_mismatches(spec)
     if abs(spec.action_period_s - 0.1) > 1e-9:
         problems.append(f"action period {spec.action_period_s} s, the simulator steps 0.1 s")
     if problems:
@@ -268,14 +263,22 @@ def evaluate_checkpoint(
     settings: EvalSettings | None = None,
     video_path: str | Path | None = None,
     progress: bool = True,
+    runner_overrides: Mapping[str, Any] | None = None,
 ) -> EvalResult:
-    """Load a policy checkpoint (refused if it does not fit the simulated robot) and evaluate it."""
+    """Load a policy checkpoint (refused if it does not fit the simulated robot) and evaluate
+    it; without `settings.runner` the runner samples as the checkpoint was evaluated in
+    training, with `runner_overrides` (RunnerConfig fields) changed."""
+    from dataclasses import replace
+
     import torch
 
     from policy.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
     check_fits_simulator(loaded.spec, checkpoint)
+    settings = settings or EvalSettings()
+    if settings.runner is None:
+        settings = replace(settings, runner=replace(loaded.runner_config(), **dict(runner_overrides or {})))
     torch.set_num_threads(min(2, torch.get_num_threads()))
     return evaluate_policy(loaded.model, loaded.normalizer, settings, video_path, progress)
 

@@ -35,6 +35,7 @@ ARGUMENTS = {
     "wrist_camera": ("wrist", "name of the wrist camera"),
     "wrist_camera_serial": ("", "serial number of the wrist RealSense"),
     "camera_profile": ("640,480,30", "RealSense colour profile: width,height,fps"),
+    "sim_robot_description": ("fr3_sim", "simulation: the simulated robot's description (name or YAML path)"),
     "sim_seed": ("0", "simulation: seed of the first episode"),
     "sim_real_time_factor": ("1.0", "simulation: 1 = real time"),
     "fault_plan_file": ("", "simulation: JSON fault plan (sim.faults) applied from the first episode"),
@@ -92,15 +93,10 @@ def generate_launch_description() -> LaunchDescription:
                 parameters=[
                     sim_config,
                     {
+                        "robot_description": LaunchConfiguration("sim_robot_description"),
                         "seed": LaunchConfiguration("sim_seed"),
                         "real_time_factor": LaunchConfiguration("sim_real_time_factor"),
                         "fault_plan_file": LaunchConfiguration("fault_plan_file"),
-                        # Relative names: inside the robot's namespace, as franka_ros2 puts them.
-                        "current_pose_topic": "franka_robot_state_broadcaster/current_pose",
-                        "measured_joint_states_topic": "franka_robot_state_broadcaster/measured_joint_states",
-                        "gripper_joint_states_topic": "franka_gripper/joint_states",
-                        "target_pose_topic": "target_pose",
-                        "gripper_command_topic": "franka_gripper/width_command",
                     },
                 ],
             ),

@@ -9,7 +9,7 @@ what runs on the robot.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +33,9 @@ class AgentTick:
     health: dict[str, FrameHealth]
     observation_stamp: float
     proprio_level: int
+    # Camera name -> why its frame could not be used as an image (shape, crop): such a
+    # frame counts as a decode error (k = K); the node logs the reason.
+    frame_errors: dict[str, str] = field(default_factory=dict)
 
 
 class PolicyAgent:
@@ -50,6 +53,7 @@ class PolicyAgent:
         self.use_surprise = use_surprise
         self.proprio_stale_s = proprio_stale_s
         self.monitors = {name: CameraHealthMonitor(self.K, health) for name in runner.spec.camera_names}
+        self._cameras = {camera.name: camera for camera in runner.spec.cameras}
         self._predicted: dict[str, np.ndarray] = {}
 
     def reset(self, seed: int | None = None) -> None:
@@ -79,12 +83,21 @@ class PolicyAgent:
         health: dict[str, FrameHealth] = {}
         frames: dict[str, np.ndarray | None] = {}
         usable_stamps: list[float] = []
+        errors: dict[str, str] = {}
         for name, monitor in self.monitors.items():
             given = cameras.get(name, CameraInput(None, None))
+            frame, decode_error = given.frame, given.decode_error
+            if frame is not None:
+                # Crop and resize once, here: frame health then looks at the pixels the model
+                # sees (and costs ~0.3 ms instead of ~8 ms on a 640x480 frame).
+                try:
+                    frame = self._cameras[name].prepare(frame)
+                except ValueError as error:
+                    frame, decode_error, errors[name] = None, True, str(error)
             predicted = self._predicted.get(name) if self.use_surprise else None
-            assessed = monitor.assess(given.frame, given.stamp, now, predicted, given.decode_error)
+            assessed = monitor.assess(frame, given.stamp, now, predicted, decode_error)
             health[name] = assessed
-            frames[name] = given.frame if assessed.level < self.K else None
+            frames[name] = frame if assessed.level < self.K else None
             if assessed.level < self.K and given.stamp is not None:
                 usable_stamps.append(given.stamp)
 
@@ -108,4 +121,4 @@ class PolicyAgent:
             )
         )
         self._predicted = chunk.predicted_frames
-        return AgentTick(chunk, health, stamp, proprio_level)
+        return AgentTick(chunk, health, stamp, proprio_level, errors)

@@ -31,8 +31,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
+from policy.config_io import dataclass_from_dict
 from policy.model import DFPolicyModel, ModelConfig
 from policy.normalizer import Normalizer
+from policy.runner import RunnerConfig
 from policy.spec import PolicySpec
 
 FORMAT_NAME = "df-stack-checkpoint"
@@ -88,6 +90,16 @@ class LoadedCheckpoint:
     config: dict[str, Any]
     metadata: dict[str, Any]
 
+    def runner_config(self) -> RunnerConfig:
+        """The runner settings the policy was evaluated with in training (the training
+        config's evaluation.runner), the defaults a robot runs it with; RunnerConfig's
+        own defaults for a checkpoint that records none."""
+        settings = (self.config.get("evaluation") or {}).get("runner") or {}
+        try:
+            return dataclass_from_dict(RunnerConfig, dict(settings), "runner settings")
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"checkpoint's evaluation.runner settings are invalid: {error}") from error
+
 
 def save_checkpoint(
     directory: str | os.PathLike[str],
@@ -112,7 +124,11 @@ def save_checkpoint(
         save_file(state, str(staging / WEIGHTS_FILE))
         save_file(normalizer.to_tensors(), str(staging / NORMALIZER_FILE))
         meta = {
-            "cameras": [{"name": c.name, "height": c.height, "width": c.width} for c in spec.cameras],
+            "cameras": [
+                {"name": c.name, "height": c.height, "width": c.width, "crop": list(c.crop) if c.crop else None}
+                for c in spec.cameras
+            ],
+            "embodiment": spec.embodiment,
             "action_spec": spec.action.describe(),
             "actions_per_token": spec.actions_per_token,
             "token_period_s": spec.token_period_s,

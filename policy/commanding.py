@@ -25,10 +25,12 @@ Python 3.10 and numpy 1.21 compatible.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from policy.config_io import documented
 from policy.geometry import matrix_to_quat, rot6d_to_matrix
 from policy.spec import ActionSpec
 
@@ -55,6 +57,33 @@ class PoseCommand:
             and np.all(np.isfinite(self.quat_xyzw))
             and math.isfinite(self.gripper_width)
         )
+
+
+@dataclass(frozen=True)
+class JointCommand:
+    """One joint-space command: the arm's joint positions at `stamp` (s)."""
+
+    stamp: float
+    joints: np.ndarray  # (7,) rad
+    gripper_width: float  # m
+
+    def is_finite(self) -> bool:
+        return bool(
+            math.isfinite(self.stamp) and np.all(np.isfinite(self.joints)) and math.isfinite(self.gripper_width)
+        )
+
+
+@dataclass(frozen=True)
+class JointModel:
+    """What the joint-space safety filter needs to know about the arm (the policy core
+    does not import robots/: the node hands this over from robots.franka): joint
+    position and velocity limits, and the TCP position of a joint configuration (so a
+    joint target is held in the same workspace box as a pose target)."""
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    velocity: tuple[float, ...]  # rad/s per joint
+    tcp_position: Callable[[np.ndarray], np.ndarray]
 
 
 def normalize_quat(quat_xyzw: np.ndarray) -> np.ndarray:
@@ -102,19 +131,42 @@ class SafetyLimits:
     measured pose (an impedance controller turns that difference into force and torque).
     """
 
-    workspace_low: tuple[float, float, float] = (0.15, -0.45, 0.005)
-    workspace_high: tuple[float, float, float] = (0.75, 0.45, 0.6)
-    workspace_mode: str = "clamp"
-    max_linear_speed_m_s: float = 1.0
-    max_angular_speed_rad_s: float = 2.0
-    max_step_m: float = 0.03
-    max_step_rad: float = 0.1
-    max_lead_m: float = 0.15
-    max_lead_rad: float = 0.5
-    gripper_min_m: float = 0.0
-    gripper_max_m: float = 0.08
+    # The box is the robot's (its table, its reach): a robot description states it
+    # (robots/descriptions/*.yaml); every other limit has a default sized for a Franka arm.
+    workspace_low: tuple[float, float, float] = documented(
+        None, "lower corner of the box every target is held in (m, base frame: x, y, z)"
+    )
+    workspace_high: tuple[float, float, float] = documented(None, "upper corner of that box (m, base frame)")
+    workspace_mode: str = documented(
+        "clamp",
+        "clamp: a target outside the box moves onto its surface; reject: it is dropped",
+        choices=("clamp", "reject"),
+    )
+    max_linear_speed_m_s: float = documented(1.0, "largest speed of the commanded position (m/s)", low=0.0)
+    max_angular_speed_rad_s: float = documented(2.0, "largest angular speed of the commanded rotation (rad/s)", low=0.0)
+    max_step_m: float = documented(0.03, "largest position change between two commands (m)", low=0.0)
+    max_step_rad: float = documented(0.1, "largest rotation change between two commands (rad)", low=0.0)
+    max_lead_m: float = documented(0.15, "largest distance between the command and the measured position (m)", low=0.0)
+    max_lead_rad: float = documented(0.5, "largest rotation between the command and the measured pose (rad)", low=0.0)
+    gripper_min_m: float = documented(0.0, "smallest commanded gripper opening (m, both fingers)", low=0.0)
+    gripper_max_m: float = documented(0.08, "largest commanded gripper opening (m, both fingers)", low=0.0)
+    # Joint-space commands (the joint_position embodiment) are held to these as well.
+    max_joint_speed_fraction: float = documented(
+        0.5, "joint-space commands: largest joint speed, as a fraction of each joint's rated speed", 0.0, 1.0
+    )
+    max_joint_step_rad: float = documented(
+        0.05, "joint-space commands: largest joint change per command (rad)", low=0.0
+    )
+    max_joint_lead_rad: float = documented(
+        0.3, "joint-space commands: largest difference between a commanded and a measured joint (rad)", low=0.0
+    )
+    joint_limit_margin_rad: float = documented(
+        0.05, "joint-space commands stay this far inside each joint's position limits (rad)", low=0.0
+    )
 
     def __post_init__(self) -> None:
+        if self.workspace_low is None or self.workspace_high is None:
+            raise ValueError("workspace_low and workspace_high are required: the robot description states the box")
         low, high = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
         if low.shape != (3,) or high.shape != (3,) or not np.all(np.isfinite(low)) or not np.all(np.isfinite(high)):
             raise ValueError(f"workspace_low/high must be 3 finite numbers each, got {low.tolist()}, {high.tolist()}")
@@ -129,10 +181,15 @@ class SafetyLimits:
             "max_step_rad",
             "max_lead_m",
             "max_lead_rad",
+            "max_joint_speed_fraction",
+            "max_joint_step_rad",
+            "max_joint_lead_rad",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
+        if not (math.isfinite(self.joint_limit_margin_rad) and self.joint_limit_margin_rad >= 0):
+            raise ValueError(f"joint_limit_margin_rad must be >= 0, got {self.joint_limit_margin_rad}")
         if not (0 <= self.gripper_min_m < self.gripper_max_m):
             raise ValueError(f"need 0 <= gripper_min_m < gripper_max_m, got {self.gripper_min_m}, {self.gripper_max_m}")
 
@@ -205,7 +262,7 @@ class FilterResult:
     """What the safety filter made of a target: the command to send (None when
     rejected), why it was rejected, and which limits changed it."""
 
-    command: PoseCommand | None
+    command: PoseCommand | JointCommand | None
     rejected: str | None = None
     adjustments: tuple[str, ...] = ()
 
@@ -298,21 +355,121 @@ class SafetyFilter:
         return FilterResult(command, None, tuple(adjustments))
 
 
+class JointSafetyFilter:
+    """The joint-space counterpart of SafetyFilter: every joint target is held inside the
+    joint position limits (less a margin), to a joint speed and a step per command from
+    the previous command, near the measured joints, and with its TCP inside the
+    workspace box (a target whose TCP leaves the box is cut back along the way from the
+    previous command in clamp mode, or dropped in reject mode)."""
+
+    def __init__(self, limits: SafetyLimits, joint_model: JointModel) -> None:
+        self.limits = limits
+        self.model = joint_model
+        margin = limits.joint_limit_margin_rad
+        self._lower = np.asarray(joint_model.lower, dtype=np.float64) + margin
+        self._upper = np.asarray(joint_model.upper, dtype=np.float64) - margin
+        self._velocity = np.asarray(joint_model.velocity, dtype=np.float64) * limits.max_joint_speed_fraction
+        self._low = np.asarray(limits.workspace_low, dtype=np.float64)
+        self._high = np.asarray(limits.workspace_high, dtype=np.float64)
+        self.previous: JointCommand | None = None
+
+    def anchor(self, command: JointCommand | None) -> None:
+        self.previous = command
+
+    def _inside(self, joints: np.ndarray) -> bool:
+        tcp = np.asarray(self.model.tcp_position(joints), dtype=np.float64)
+        return bool(np.all(tcp >= self._low - _TOLERANCE) and np.all(tcp <= self._high + _TOLERANCE))
+
+    def apply(self, target: JointCommand, measured: JointCommand | None = None) -> FilterResult:
+        limits = self.limits
+        if not target.is_finite() or np.asarray(target.joints).shape != self._lower.shape:
+            return FilterResult(None, f"target must be {self._lower.size} finite joint positions")
+        adjustments: list[str] = []
+        joints = np.asarray(target.joints, dtype=np.float64)
+        clipped = np.clip(joints, self._lower, self._upper)
+        if not np.array_equal(clipped, joints):
+            joints = clipped
+            adjustments.append("joint_limits")
+        gripper = float(target.gripper_width)
+        if not limits.gripper_min_m <= gripper <= limits.gripper_max_m:
+            gripper = min(limits.gripper_max_m, max(limits.gripper_min_m, gripper))
+            adjustments.append("gripper")
+        previous = self.previous
+        if previous is not None:
+            dt = max(0.0, target.stamp - previous.stamp)
+            allowed = np.minimum(self._velocity * dt, limits.max_joint_step_rad)
+            delta = joints - previous.joints
+            scale = float(np.min(np.where(np.abs(delta) > allowed, allowed / np.maximum(np.abs(delta), 1e-12), 1.0)))
+            if scale < 1.0:  # one common scale keeps the direction of motion in joint space
+                joints = previous.joints + delta * scale
+                adjustments.append("speed")
+        if measured is not None:
+            lead = joints - np.asarray(measured.joints, dtype=np.float64)
+            largest = float(np.max(np.abs(lead)))
+            if largest > limits.max_joint_lead_rad:
+                joints = measured.joints + lead * (limits.max_joint_lead_rad / largest)
+                adjustments.append("lead")
+        if not self._inside(joints):
+            if limits.workspace_mode == "reject" or previous is None or not self._inside(previous.joints):
+                return FilterResult(None, "target's TCP outside the workspace box")
+            # Bisect along the way from the previous command for the last configuration inside.
+            low, high = 0.0, 1.0
+            for _ in range(12):
+                middle = 0.5 * (low + high)
+                low, high = (
+                    (middle, high)
+                    if self._inside(previous.joints + middle * (joints - previous.joints))
+                    else (
+                        low,
+                        middle,
+                    )
+                )
+            joints = previous.joints + low * (joints - previous.joints)
+            adjustments.append("workspace")
+        command = JointCommand(float(target.stamp), joints, gripper)
+        self.previous = command
+        return FilterResult(command, None, tuple(adjustments))
+
+
 # ------------------------------------------------------------------------ scheduling
 
-
-@dataclass(frozen=True)
-class Waypoint:
-    stamp: float
-    position: np.ndarray
-    quat_xyzw: np.ndarray
-    gripper_width: float
+Command = PoseCommand | JointCommand
 
 
-def actions_to_waypoints(stamps: np.ndarray, actions: np.ndarray, action_spec: ActionSpec) -> list[Waypoint]:
+def actions_to_waypoints(stamps: np.ndarray, actions: np.ndarray, action_spec: ActionSpec) -> list[PoseCommand]:
     """(N,) stamps and (N, d) absolute end-effector actions (position, rotation_6d,
     gripper) as waypoints. Stops at the first action that is not finite or not a
     rotation: nothing after a corrupt action can be trusted to connect to it."""
+    position_slice = action_spec.slice("position")
+    rotation_slice = action_spec.slice("rotation_6d")
+    gripper_slice = action_spec.slice("gripper")
+    waypoints: list[PoseCommand] = []
+    for stamp, action in _checked_rows(stamps, actions, action_spec):
+        if not (math.isfinite(stamp) and np.all(np.isfinite(action))):
+            break
+        try:
+            quat = matrix_to_quat(rot6d_to_matrix(action[rotation_slice]))
+        except ValueError:
+            break
+        waypoints.append(
+            PoseCommand(float(stamp), action[position_slice].copy(), quat, float(action[gripper_slice][0]))
+        )
+    return waypoints
+
+
+def joint_actions_to_waypoints(stamps: np.ndarray, actions: np.ndarray, action_spec: ActionSpec) -> list[JointCommand]:
+    """(N,) stamps and (N, d) joint-position actions (joints, gripper) as waypoints, up
+    to the first non-finite one."""
+    joint_slice, gripper_slice = action_spec.slice("joints"), action_spec.slice("gripper")
+    waypoints: list[JointCommand] = []
+    for stamp, action in _checked_rows(stamps, actions, action_spec):
+        if not (math.isfinite(stamp) and np.all(np.isfinite(action))):
+            break
+        waypoints.append(JointCommand(float(stamp), action[joint_slice].copy(), float(action[gripper_slice][0])))
+    return waypoints
+
+
+def _checked_rows(stamps: np.ndarray, actions: np.ndarray, action_spec: ActionSpec) -> zip:
     stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
     actions = np.asarray(actions, dtype=np.float64)
     if actions.ndim != 2 or actions.shape != (stamps.shape[0], action_spec.dim):
@@ -320,30 +477,42 @@ def actions_to_waypoints(stamps: np.ndarray, actions: np.ndarray, action_spec: A
             f"actions must have shape ({stamps.shape[0]}, {action_spec.dim}) for [{action_spec.describe()}], "
             f"got {actions.shape}"
         )
-    position_slice = action_spec.slice("position")
-    rotation_slice = action_spec.slice("rotation_6d")
-    gripper_slice = action_spec.slice("gripper")
-    waypoints: list[Waypoint] = []
-    for stamp, action in zip(stamps, actions, strict=True):
-        if not (math.isfinite(stamp) and np.all(np.isfinite(action))):
-            break
-        try:
-            quat = matrix_to_quat(rot6d_to_matrix(action[rotation_slice]))
-        except ValueError:
-            break
-        waypoints.append(Waypoint(float(stamp), action[position_slice].copy(), quat, float(action[gripper_slice][0])))
-    return waypoints
+    return zip(stamps, actions, strict=True)
+
+
+def interpolate(a: Command, b: Command, fraction: float, stamp: float) -> Command:
+    """The command a `fraction` of the way from `a` to `b`: linear in position, joints and
+    gripper width, spherical (slerp) in rotation."""
+    width = a.gripper_width + fraction * (b.gripper_width - a.gripper_width)
+    if isinstance(a, JointCommand) and isinstance(b, JointCommand):
+        return JointCommand(stamp, a.joints + fraction * (b.joints - a.joints), width)
+    assert isinstance(a, PoseCommand) and isinstance(b, PoseCommand)
+    return PoseCommand(
+        stamp, a.position + fraction * (b.position - a.position), slerp(a.quat_xyzw, b.quat_xyzw, fraction), width
+    )
+
+
+def restamped(command: Command, stamp: float) -> Command:
+    return replace(command, stamp=stamp)
 
 
 class ChunkScheduler:
-    """The trajectory being executed: a start pose (the last command sent) followed by
-    the not-yet-due actions of the newest chunk, sampled by time."""
+    """The trajectory being executed: a start command (the last one sent) followed by
+    the not-yet-due actions of the newest chunk, sampled by time. End-effector actions
+    (position, rotation_6d, gripper) or joint actions (joints, gripper), by the spec."""
 
     def __init__(self, action_spec: ActionSpec) -> None:
-        for name in ("position", "rotation_6d", "gripper"):
+        names = set(action_spec.names)
+        if "joints" in names:
+            self._to_waypoints: Callable[..., list] = joint_actions_to_waypoints
+            required: tuple[str, ...] = ("joints", "gripper")
+        else:
+            self._to_waypoints = actions_to_waypoints
+            required = ("position", "rotation_6d", "gripper")
+        for name in required:
             action_spec.slice(name)  # raises KeyError naming the component when absent
         self.action_spec = action_spec
-        self._waypoints: list[Waypoint] = []
+        self._waypoints: list[Command] = []
 
     def clear(self) -> None:
         self._waypoints = []
@@ -352,44 +521,33 @@ class ChunkScheduler:
     def end_stamp(self) -> float | None:
         return self._waypoints[-1].stamp if self._waypoints else None
 
-    def set_chunk(
-        self, now: float, stamps: np.ndarray, actions: np.ndarray, start: PoseCommand | None
-    ) -> tuple[int, int]:
+    def set_chunk(self, now: float, stamps: np.ndarray, actions: np.ndarray, start: Command | None) -> tuple[int, int]:
         """Replace the trajectory. Returns (dropped, invalid): actions due at or before
         `now` are dropped; `invalid` counts actions cut off at a non-finite one."""
-        valid = actions_to_waypoints(stamps, actions, self.action_spec)
+        valid = self._to_waypoints(stamps, actions, self.action_spec)
         invalid = len(np.asarray(stamps).reshape(-1)) - len(valid)
         future = [w for w in valid if w.stamp > now]
         dropped = len(valid) - len(future)
         if not future:
             # Everything is in the past: keep the current trajectory rather than none.
             return dropped, invalid
-        waypoints = []
-        if start is not None:
-            waypoints.append(Waypoint(now, start.position.copy(), start.quat_xyzw.copy(), start.gripper_width))
-        self._waypoints = waypoints + future
+        self._waypoints = ([restamped(start, now)] if start is not None else []) + future
         return dropped, invalid
 
-    def sample(self, now: float) -> PoseCommand | None:
+    def sample(self, now: float) -> Command | None:
         """The interpolated target at `now`; None past the last waypoint or with none."""
         points = self._waypoints
         if not points or now > points[-1].stamp + _TOLERANCE:
             return None
         if now <= points[0].stamp:
-            first = points[0]
-            return PoseCommand(now, first.position.copy(), first.quat_xyzw.copy(), first.gripper_width)
+            return restamped(points[0], now)
         stamps = [p.stamp for p in points]
         i = int(np.searchsorted(stamps, now, side="right")) - 1
         i = min(max(i, 0), len(points) - 2)
         a, b = points[i], points[i + 1]
         span = b.stamp - a.stamp
         fraction = 1.0 if span <= 0 else min(1.0, max(0.0, (now - a.stamp) / span))
-        return PoseCommand(
-            now,
-            a.position + fraction * (b.position - a.position),
-            slerp(a.quat_xyzw, b.quat_xyzw, fraction),
-            a.gripper_width + fraction * (b.gripper_width - a.gripper_width),
-        )
+        return interpolate(a, b, fraction, now)
 
 
 # -------------------------------------------------------------------------- watchdog
@@ -399,9 +557,13 @@ class ChunkScheduler:
 class WatchdogConfig:
     """How old (s, by arrival time) each input may be before commanding stops."""
 
-    state_timeout_s: float = 0.2  # end-effector pose from the robot
-    observation_timeout_s: float = 0.5  # newest camera frame of any camera
-    chunk_timeout_s: float = 1.5  # newest action chunk from the policy
+    state_timeout_s: float = documented(0.2, "commanding stops when the robot state is older than this (s)", low=0.0)
+    observation_timeout_s: float = documented(
+        0.5, "commanding stops when the newest camera frame of any camera is older than this (s)", low=0.0
+    )
+    chunk_timeout_s: float = documented(
+        1.5, "commanding stops when the policy's newest action chunk is older than this (s)", low=0.0
+    )
 
     def __post_init__(self) -> None:
         for name in ("state_timeout_s", "observation_timeout_s", "chunk_timeout_s"):
@@ -453,6 +615,7 @@ class CommanderCounters:
     rejected_commands: int = 0
     adjusted_commands: int = 0
     watchdog_stops: int = 0  # transitions from commanding to stopped by the watchdog
+    invalid_states: int = 0  # measured states that were not finite (ignored)
     adjustments: dict[str, int] = field(default_factory=dict)
 
 
@@ -461,48 +624,63 @@ class CommandStep:
     """One command period's outcome. `command` is None when nothing is to be sent;
     `status` says why: commanding, disabled, watchdog, idle (no due actions) or rejected."""
 
-    command: PoseCommand | None
+    command: Command | None
     status: str
     reasons: tuple[str, ...] = ()
     adjustments: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class MeasuredPose:
-    stamp: float  # arrival time on the node's clock
-    position: np.ndarray
-    quat_xyzw: np.ndarray
-    gripper_width: float
-
-
 class Commander:
-    """Chunks in, safe commands out: scheduling, interpolation, safety and watchdog."""
+    """Chunks in, safe commands out: scheduling, interpolation, safety and watchdog.
+
+    End-effector actions become PoseCommands (update the measured state with
+    `update_state`); joint actions (a spec with a `joints` component) become
+    JointCommands held by a JointSafetyFilter, which needs the arm's `joint_model`
+    (update the measured state with `update_joint_state`)."""
 
     def __init__(
         self,
         action_spec: ActionSpec,
-        limits: SafetyLimits | None = None,
+        limits: SafetyLimits,
         watchdog: WatchdogConfig | None = None,
         enabled: bool = False,
         command_period_s: float = 0.02,
+        joint_model: JointModel | None = None,
     ) -> None:
         if not (math.isfinite(command_period_s) and command_period_s > 0):
             raise ValueError(f"command_period_s must be a positive number of seconds, got {command_period_s}")
         self.command_period_s = command_period_s
         self.scheduler = ChunkScheduler(action_spec)
-        self.safety = SafetyFilter(limits or SafetyLimits())
+        self.joint_space = "joints" in action_spec.names
+        if self.joint_space and joint_model is None:
+            raise ValueError("joint actions need the arm's joint_model (limits and forward kinematics)")
+        self.joint_model = joint_model
+        self.safety: SafetyFilter | JointSafetyFilter = self._filter(limits)
         self.watchdog = Watchdog(watchdog or WatchdogConfig())
         self.counters = CommanderCounters()
         self.enabled = enabled
-        self.measured: MeasuredPose | None = None
+        self.measured: Command | None = None  # stamped with its arrival time on the node's clock
         self.last_status = "disabled" if not enabled else "idle"
+
+    def _filter(self, limits: SafetyLimits) -> SafetyFilter | JointSafetyFilter:
+        if self.joint_space:
+            assert self.joint_model is not None
+            return JointSafetyFilter(limits, self.joint_model)
+        return SafetyFilter(limits)
 
     @property
     def limits(self) -> SafetyLimits:
         return self.safety.limits
 
+    def set_limits(self, limits: SafetyLimits) -> None:
+        """New safety limits from the next command on (the last command sent stays the
+        anchor, so the next one is held to the new limits relative to it)."""
+        previous = self.safety.previous
+        self.safety = self._filter(limits)
+        self.safety.anchor(previous)  # type: ignore[arg-type]
+
     def set_enabled(self, enabled: bool) -> None:
-        """Disabling stops commanding at once; enabling starts from the measured pose."""
+        """Disabling stops commanding at once; enabling starts from the measured state."""
         if enabled != self.enabled:
             self.safety.anchor(None)
             self.scheduler.clear()
@@ -514,32 +692,61 @@ class Commander:
         self.safety.anchor(None)
         self.watchdog.last_chunk = None
 
-    def update_state(self, now: float, position: np.ndarray, quat_xyzw: np.ndarray, gripper_width: float) -> None:
-        self.measured = MeasuredPose(
-            now, np.asarray(position, dtype=np.float64), normalize_quat(quat_xyzw), float(gripper_width)
-        )
+    def update_state(self, now: float, position: np.ndarray, quat_xyzw: np.ndarray, gripper_width: float) -> bool:
+        """The measured end-effector pose. A non-finite one is ignored and counted: the
+        watchdog then stops commanding once the last good state is too old. Returns
+        whether the state was taken."""
+        position = np.asarray(position, dtype=np.float64)
+        try:
+            quat = normalize_quat(quat_xyzw)
+        except ValueError:
+            quat = None
+        if quat is None or not np.all(np.isfinite(position)) or not math.isfinite(gripper_width):
+            self.counters.invalid_states += 1
+            return False
+        self.measured = PoseCommand(now, position, quat, float(gripper_width))
         self.watchdog.last_state = now
+        return True
+
+    def update_joint_state(self, now: float, joints: np.ndarray, gripper_width: float) -> bool:
+        """The measured joint positions (joint actions); non-finite ones are ignored and counted."""
+        joints = np.asarray(joints, dtype=np.float64)
+        if not np.all(np.isfinite(joints)) or not math.isfinite(gripper_width):
+            self.counters.invalid_states += 1
+            return False
+        self.measured = JointCommand(now, joints, float(gripper_width))
+        self.watchdog.last_state = now
+        return True
 
     def note_observation(self, now: float) -> None:
         self.watchdog.last_observation = now
 
-    def _start_pose(self, now: float) -> PoseCommand | None:
-        """Where a new trajectory starts: the last command sent, else the measured pose."""
+    def _start(self, now: float) -> Command | None:
+        """Where a new trajectory starts: the last command sent, else the measured state."""
         if self.safety.previous is not None:
             return self.safety.previous
         if self.measured is not None:
-            m = self.measured
-            return PoseCommand(now, m.position, m.quat_xyzw, m.gripper_width)
+            return restamped(self.measured, now)
         return None
 
     def set_chunk(self, now: float, stamps: np.ndarray, actions: np.ndarray) -> int:
         """Take a new chunk; returns how many of its actions were already due (dropped)."""
-        dropped, invalid = self.scheduler.set_chunk(now, stamps, actions, self._start_pose(now))
+        dropped, invalid = self.scheduler.set_chunk(now, stamps, actions, self._start(now))
         self.watchdog.last_chunk = now
         self.counters.chunks += 1
         self.counters.dropped_actions += dropped
         self.counters.invalid_actions += invalid
         return dropped
+
+    def _apply_safety(self, target: Command) -> FilterResult:
+        measured = self.measured
+        if isinstance(self.safety, JointSafetyFilter):
+            return self.safety.apply(target, measured)  # type: ignore[arg-type]
+        return self.safety.apply(
+            target,  # type: ignore[arg-type]
+            measured.position if isinstance(measured, PoseCommand) else None,
+            measured.quat_xyzw if isinstance(measured, PoseCommand) else None,
+        )
 
     def step(self, now: float) -> CommandStep:
         """The command to send at `now`, or None with the reason."""
@@ -556,16 +763,10 @@ class Commander:
         if target is None:
             return self._stopped(CommandStep(None, "idle", ("no due actions",)))
         if self.safety.previous is None and self.measured is not None:
-            # (Re)start from the measured pose as if it had been the previous command, so
+            # (Re)start from the measured state as if it had been the previous command, so
             # the first command moves at most one command period's worth away from it.
-            m = self.measured
-            self.safety.anchor(PoseCommand(now - self.command_period_s, m.position, m.quat_xyzw, m.gripper_width))
-        measured = self.measured
-        result = self.safety.apply(
-            target,
-            measured.position if measured is not None else None,
-            measured.quat_xyzw if measured is not None else None,
-        )
+            self.safety.anchor(restamped(self.measured, now - self.command_period_s))  # type: ignore[arg-type]
+        result = self._apply_safety(target)
         if result.command is None:
             self.counters.rejected_commands += 1
             return self._stopped(CommandStep(None, "rejected", (result.rejected or "rejected",)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -15,3 +15,31 @@ def dataclass_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
     if unknown:
         raise ValueError(f"unknown {what} keys {unknown}; known keys are {sorted(known)}")
     return cls(**data)
+
+
+def documented(
+    default: Any,
+    doc: str,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field with its meaning and range attached (`FIELD_DOC` metadata): what
+    `--help`, `ros2 param describe` and generated parameters show, from one place."""
+    return field(default=default, metadata={FIELD_DOC: FieldDoc(doc, low, high, choices)})
+
+
+FIELD_DOC = "df_stack_doc"
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def field_doc(item: Any) -> FieldDoc:
+    """The FieldDoc of a dataclass field (an empty one where none was given)."""
+    return item.metadata.get(FIELD_DOC) or FieldDoc("")

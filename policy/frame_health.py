@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from policy.config_io import documented
+
 
 class FrameIssue(str, enum.Enum):
     MISSING = "missing"
@@ -34,20 +36,30 @@ class FrameIssue(str, enum.Enum):
 
 @dataclass(frozen=True)
 class HealthConfig:
-    fresh_age_s: float = 0.10  # younger frames are fully trusted
-    stale_age_s: float = 0.30  # older frames are unusable; linear in between
-    black_max_mean: float = 12.0
-    saturated_min_mean: float = 243.0
-    flat_max_std: float = 4.0  # black/saturated also require a flat image
-    frozen_max_mean_abs_diff: float = 0.0  # 0: bit-identical repeats only
-    blur_min_relative_sharpness: float = 0.35
-    blurred_level_fraction: float = 0.6
-    noise_min_relative_sharpness: float = 2.5  # pixel noise inflates the Laplacian
-    noisy_level_fraction: float = 0.6
-    sharpness_baseline_frames: int = 10  # healthy frames before blur is judged
-    surprise_low: float = 0.02  # mean squared error in [-1, 1] units at the predicted size
-    surprise_high: float = 0.10
-    surprise_max_level_fraction: float = 1.0
+    fresh_age_s: float = documented(0.10, "frames younger than this are fully trusted (s since capture)", low=0.0)
+    stale_age_s: float = documented(
+        0.30, "frames older than this are unusable (k = K); the level rises linearly in between (s)", low=0.0
+    )
+    black_max_mean: float = documented(12.0, "a flat frame with a mean grey level below this is black", low=0.0)
+    saturated_min_mean: float = documented(243.0, "a flat frame with a mean grey level above this is saturated")
+    flat_max_std: float = documented(4.0, "black/saturated also need a grey-level std below this (flat)", low=0.0)
+    frozen_max_mean_abs_diff: float = documented(
+        0.0, "a frame this close to the previous one (mean abs grey difference) is frozen; 0: identical only", low=0.0
+    )
+    blur_min_relative_sharpness: float = documented(
+        0.35, "sharpness below this fraction of the camera's baseline is blurred", low=0.0
+    )
+    blurred_level_fraction: float = documented(0.6, "noise level of a blurred frame, as a fraction of K", 0.0, 1.0)
+    noise_min_relative_sharpness: float = documented(
+        2.5, "sharpness above this multiple of the baseline is pixel noise", low=0.0
+    )
+    noisy_level_fraction: float = documented(0.6, "noise level of a noisy frame, as a fraction of K", 0.0, 1.0)
+    sharpness_baseline_frames: int = documented(10, "healthy frames that set the sharpness baseline", low=1)
+    surprise_low: float = documented(
+        0.02, "surprise (MSE against the predicted frame, [-1, 1] units) below this is no surprise", low=0.0
+    )
+    surprise_high: float = documented(0.10, "surprise at or above this gives the largest surprise level", low=0.0)
+    surprise_max_level_fraction: float = documented(1.0, "the largest surprise level, as a fraction of K", 0.0, 1.0)
 
     def __post_init__(self) -> None:
         if not 0 <= self.fresh_age_s < self.stale_age_s:

@@ -40,20 +40,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policy.imaging import resize_area, to_channels
+from policy.config_io import documented
 from policy.model import DFPolicyModel
 from policy.normalizer import Normalizer, images_to_unit_range, unit_range_to_images
-from policy.schedules import ScheduleKind, next_row_targets, scheduling_matrix
+from policy.schedules import SCHEDULE_KINDS, ScheduleKind, next_row_targets, scheduling_matrix
 
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    schedule: ScheduleKind = "pyramid"
-    horizon: int = 2
-    steps: int = 8
-    uncertainty_scale: float = 2.0
-    carry: bool = True
-    seed: int = 0
+    schedule: ScheduleKind = documented(
+        "pyramid",
+        "scheduling matrix: autoregressive, pyramid (far future noisier) or full_sequence",
+        choices=SCHEDULE_KINDS,
+    )
+    horizon: int = documented(2, "tokens denoised per tick (the next one and how many after it)", low=1)
+    steps: int = documented(8, "denoising rows per token (DDIM steps)", low=1)
+    uncertainty_scale: float = documented(2.0, "pyramid: how much noisier each further token stays", low=0.0)
+    carry: bool = documented(True, "keep the partly denoised future tokens from tick to tick (rolling pyramid)")
+    seed: int = documented(0, "seed of the runner's noise (reset() may set another per episode)")
 
     def __post_init__(self) -> None:
         # Building the matrix validates every field with a message naming it.
@@ -112,6 +116,7 @@ class PolicyRunner:
         self.config = config or RunnerConfig()
         self.device = torch.device(device)
         self.spec = model.spec
+        self._cameras = {camera.name: camera for camera in self.spec.cameras}
         self.K = model.config.num_levels
         self.matrix = scheduling_matrix(
             self.config.schedule, self.config.horizon, self.config.steps, self.K, self.config.uncertainty_scale
@@ -229,17 +234,9 @@ class PolicyRunner:
         return targets
 
     def _prepare_frame(self, name: str, frame: np.ndarray) -> torch.Tensor:
-        """Resize and convert exactly as the training data was (policy.imaging)."""
-        camera = next(c for c in self.spec.cameras if c.name == name)
-        array = np.asarray(frame)
-        if array.ndim == 2:
-            array = array[:, :, None]
-        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (1, 3):
-            raise ValueError(
-                f"camera {name!r}: expected an HxWx1 or HxWx3 uint8 image, got shape {array.shape} {array.dtype}"
-            )
-        array = to_channels(resize_area(array, camera.height, camera.width), camera.channels)
-        return images_to_unit_range(np.ascontiguousarray(array))
+        """Crop, resize and convert exactly as the training data was (CameraSpec.prepare)."""
+        camera = self._cameras[name]
+        return images_to_unit_range(np.ascontiguousarray(camera.prepare(frame)))
 
     def _noised(self, x0: torch.Tensor, level: int) -> torch.Tensor:
         """q(x_k | x_0) for one sub-token. Noise is drawn only where it is used: at level 0

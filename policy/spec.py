@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
+from policy.imaging import resize_area, to_channels
+
 
 class SpecMismatchError(ValueError):
     """Two specs that must agree do not; the message names every difference."""
@@ -17,12 +21,15 @@ class SpecMismatchError(ValueError):
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """One camera as the policy sees it (frames are resized to this size)."""
+    """One camera as the policy sees it: each frame is cropped to `crop` (top, left,
+    height, width in the camera's own pixels; None: the whole frame), then resized to
+    height x width (any aspect ratio) and converted to `channels`."""
 
     name: str
     height: int
     width: int
     channels: int = 3
+    crop: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -31,6 +38,48 @@ class CameraSpec:
             raise ValueError(f"camera {self.name!r}: image size {self.height}x{self.width} is below 8 px")
         if self.channels not in (1, 3):
             raise ValueError(f"camera {self.name!r}: channels must be 1 or 3, got {self.channels}")
+        if self.crop is not None:
+            crop = tuple(int(v) for v in self.crop)
+            if len(crop) != 4 or crop[0] < 0 or crop[1] < 0:
+                raise ValueError(
+                    f"camera {self.name!r}: crop must be [top, left, height, width] with top, left >= 0, "
+                    f"got {list(self.crop)}"
+                )
+            # A crop at least as large as the policy image is never upscaled, and a frame that
+            # already has the policy's size is then unambiguously one that was prepared.
+            if crop[2] < self.height or crop[3] < self.width:
+                raise ValueError(
+                    f"camera {self.name!r}: crop {crop[2]}x{crop[3]} is smaller than the policy image "
+                    f"{self.height}x{self.width}; it would be upscaled"
+                )
+            object.__setattr__(self, "crop", crop)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        """An (H, W, C) camera frame as the policy sees it (crop, area resize, channels),
+        exactly as the training reader prepares recorded frames. A frame that already has
+        the policy's size and channels is returned as it is (prepared once upstream)."""
+        array = np.asarray(frame)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (1, 3) or 0 in array.shape:
+            raise ValueError(
+                f"camera {self.name!r}: expected an HxWx1 or HxWx3 uint8 image, got shape {array.shape} {array.dtype}"
+            )
+        if array.shape == (self.height, self.width, self.channels):
+            return array
+        if self.crop is not None:
+            top, left, height, width = self.crop
+            if top + height > array.shape[0] or left + width > array.shape[1]:
+                raise ValueError(
+                    f"camera {self.name!r}: crop [top {top}, left {left}, {height}x{width}] does not fit "
+                    f"a {array.shape[0]}x{array.shape[1]} frame"
+                )
+            array = array[top : top + height, left : left + width]
+        return to_channels(resize_area(array, self.height, self.width), self.channels)
 
 
 @dataclass(frozen=True)
@@ -69,21 +118,14 @@ class ActionSpec:
         return ", ".join(f"{c.name}[{c.size}]" for c in self.components)
 
 
-def franka_ee_action_spec() -> ActionSpec:
-    """Absolute end-effector target: position (m), rotation as the first two columns
-    of the rotation matrix (continuous, unlike Euler angles or quaternions' sign
-    flip), and gripper opening width (m)."""
-    return ActionSpec(
-        (ActionComponent("position", 3), ActionComponent("rotation_6d", 6), ActionComponent("gripper", 1))
-    )
-
-
 @dataclass(frozen=True)
 class PolicySpec:
     """The contract between data, checkpoint and robot.
 
     A token spans `token_period_s` seconds and carries `actions_per_token`
-    actions, so the action rate is actions_per_token / token_period_s.
+    actions, so the action rate is actions_per_token / token_period_s. `embodiment`
+    names what the proprioception and action vectors are (robots.embodiment: "ee_pose",
+    "joint_position"); the robot's description must name the same.
     """
 
     cameras: tuple[CameraSpec, ...]
@@ -92,6 +134,7 @@ class PolicySpec:
     actions_per_token: int
     token_period_s: float
     proprio_names: tuple[str, ...] = field(default=())
+    embodiment: str = "ee_pose"
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.cameras]
@@ -137,6 +180,10 @@ class PolicySpec:
                     f"camera {name!r}: checkpoint expects {a.height}x{a.width}x{a.channels}, "
                     f"configuration gives {b.height}x{b.width}x{b.channels}"
                 )
+            if a.crop != b.crop:
+                problems.append(f"camera {name!r}: checkpoint crops {a.crop}, configuration crops {b.crop}")
+        if self.embodiment != other.embodiment:
+            problems.append(f"embodiment: checkpoint {self.embodiment!r}, configuration {other.embodiment!r}")
         if self.action != other.action:
             problems.append(
                 f"action spec: checkpoint has [{self.action.describe()}], configuration has [{other.action.describe()}]"
@@ -160,37 +207,30 @@ class PolicySpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "cameras": [asdict(c) for c in self.cameras],
+            "cameras": [{**asdict(c), "crop": list(c.crop) if c.crop else None} for c in self.cameras],
             "proprio_dim": self.proprio_dim,
             "proprio_names": list(self.proprio_names),
             "action": [asdict(c) for c in self.action.components],
             "actions_per_token": self.actions_per_token,
             "token_period_s": self.token_period_s,
+            "embodiment": self.embodiment,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicySpec:
         try:
             return cls(
-                cameras=tuple(CameraSpec(**c) for c in data["cameras"]),
+                cameras=tuple(
+                    CameraSpec(**{**c, "crop": tuple(c["crop"]) if c.get("crop") is not None else None})
+                    for c in data["cameras"]
+                ),
                 proprio_dim=int(data["proprio_dim"]),
                 proprio_names=tuple(data.get("proprio_names", ())),
                 action=ActionSpec(tuple(ActionComponent(**c) for c in data["action"])),
                 actions_per_token=int(data["actions_per_token"]),
                 token_period_s=float(data["token_period_s"]),
+                # Checkpoints written before embodiments existed were all end-effector pose.
+                embodiment=str(data.get("embodiment", "ee_pose")),
             )
         except (KeyError, TypeError) as error:
             raise ValueError(f"policy spec is malformed ({error!r}); got keys {sorted(data)}") from error
-
-
-def swap_fruit_spec(image_size: int = 64) -> PolicySpec:
-    """The simulated swap-fruit task: front + wrist camera, end-effector pose and
-    gripper width as proprioception, absolute end-effector targets at 10 Hz."""
-    return PolicySpec(
-        cameras=(CameraSpec("front", image_size, image_size), CameraSpec("wrist", image_size, image_size)),
-        proprio_dim=10,
-        proprio_names=("x", "y", "z", "r11", "r21", "r31", "r12", "r22", "r32", "gripper_width"),
-        action=franka_ee_action_spec(),
-        actions_per_token=4,
-        token_period_s=0.4,
-    )

@@ -1,8 +1,8 @@
 """SwapFruitEnv: the simulated FR3 swap-fruit task behind the policy's 10 Hz interface.
 
 One `step(action)` = one absolute end-effector target (position, 6D rotation, gripper
-width; see policy.spec.swap_fruit_spec) held for `step_period_s` = 0.1 s of sim time,
-during which the controller interpolates the target at 100 Hz and the joint servos
+width: the `ee_pose` embodiment of robots.embodiment) held for `step_period_s` = 0.1 s
+of sim time, during which the controller interpolates the target at 100 Hz and the joint servos
 track it at the 500 Hz physics rate. Observations are what the robot and its two
 cameras report at the end of the step, after the fault plan is applied.
 

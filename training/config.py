@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from policy.model import ModelConfig
 from policy.objective import ObjectiveConfig
-from policy.spec import ActionComponent, ActionSpec, CameraSpec, PolicySpec
+from policy.spec import PolicySpec
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 CONFIG_NAME = "config"
@@ -67,25 +67,37 @@ def to_container(config: DictConfig) -> dict[str, Any]:
 
 
 def policy_spec(config: DictConfig) -> PolicySpec:
+    """The task's policy spec: its cameras, image size, crops and rates on its robot
+    description's embodiment (robots.description.RobotDescription.policy_spec)."""
+    from robots.description import RobotDescriptionError, load_robot_description
+
     task = config.task
     try:
-        cameras = tuple(
-            CameraSpec(str(name), int(task.image_size), int(task.image_size), int(task.channels))
-            for name in task.cameras
-        )
-        action = ActionSpec(tuple(ActionComponent(str(c.name), int(c.size)) for c in task.action))
-        return PolicySpec(
-            cameras=cameras,
-            proprio_dim=int(task.proprio_dim),
-            action=action,
+        robot = load_robot_description(str(task.robot))
+        image_size = task.image_size
+        return robot.policy_spec(
+            cameras=[str(name) for name in task.cameras],
+            image_size=int(image_size) if isinstance(image_size, int) else [int(v) for v in image_size],
             actions_per_token=int(task.actions_per_token),
             token_period_s=float(task.token_period_s),
-            proprio_names=("x", "y", "z", "r11", "r21", "r31", "r12", "r22", "r32", "gripper_width")
-            if int(task.proprio_dim) == 10
-            else (),
+            crops={str(k): [int(v) for v in crop] for k, crop in (task.get("crops") or {}).items()},
+            channels=int(task.channels),
         )
-    except (ValueError, TypeError) as error:
+    except (RobotDescriptionError, KeyError, ValueError, TypeError) as error:
         raise TrainingConfigError(f"task configuration: {error}") from error
+
+
+def task_policy_spec(overrides: list[str] | None = None) -> PolicySpec:
+    """The policy spec of a task config, e.g. `task_policy_spec(["task.image_size=16"])`:
+    what tests and benchmarks build their specs from (never a copy of the task's values)."""
+    return policy_spec(compose_config(overrides))
+
+
+def deployed_policy(overrides: list[str] | None = None) -> tuple[PolicySpec, ModelConfig]:
+    """The spec and model configuration an experiment trains (default: the swap-fruit
+    preset), so benchmarks time the policy that is shipped, not a second copy of it."""
+    config = compose_config(overrides)
+    return policy_spec(config), model_config(config)
 
 
 def model_config(config: DictConfig) -> ModelConfig:

@@ -29,7 +29,7 @@ from data_collection.schema import StoreError
 from data_collection.store import EpisodeStore
 from policy.normalizer import Normalizer
 from policy.objective import TokenBatch
-from policy.spec import PolicySpec, franka_ee_action_spec
+from policy.spec import PolicySpec
 
 from .config import TrainingConfigError
 
@@ -94,17 +94,11 @@ def open_store(dataset: str | Path) -> EpisodeStore:
 def check_dataset(store: EpisodeStore, spec: PolicySpec, mapping: FeatureMapping | None = None) -> None:
     """Refuse, before any training step, a spec the dataset cannot feed: cameras it lacks,
     an action or proprioception layout other than the stream mapping produces."""
-    mapping = mapping or FeatureMapping()
-    expected_action = franka_ee_action_spec()
-    if spec.action != expected_action:
-        raise TrainingConfigError(
-            f"action spec [{spec.action.describe()}] does not match what the dataset's command stream maps to "
-            f"([{expected_action.describe()}], data_collection.mapping.FeatureMapping); fix task.action"
-        )
-    if spec.proprio_dim != mapping.proprio_dim:
-        raise TrainingConfigError(
-            f"task.proprio_dim is {spec.proprio_dim}, the dataset's streams map to {mapping.proprio_dim} values"
-        )
+    mapping = mapping or FeatureMapping.for_spec(spec)
+    try:
+        mapping.check(spec)
+    except ValueError as error:
+        raise TrainingConfigError(f"{error}; the task's robot description names the embodiment") from error
     needed = [*mapping.proprio_streams(), *mapping.action_streams()]
     for episode_id in store.episode_ids():
         episode = store.episode(episode_id)
@@ -192,7 +186,7 @@ def load_episodes(
     for episode_id in iterator:
         check_finite_samples(store, episode_id)
         try:
-            aligned = align_episode(store.episode(episode_id), spec, FeatureMapping(), tolerance_s)
+            aligned = align_episode(store.episode(episode_id), spec, FeatureMapping.for_spec(spec), tolerance_s)
         except (KeyError, ValueError) as error:
             raise TrainingConfigError(f"episode {episode_id} cannot be aligned to the task: {error}") from error
         frames = np.stack([aligned.frames[name] for name in spec.camera_names], axis=1).transpose(0, 1, 4, 2, 3)

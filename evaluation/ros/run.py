@@ -40,7 +40,13 @@ from evaluation.ros.processes import (
     NodeProcesses,
     require_private_network,
 )
-from evaluation.ros.settings import ClosedLoopSettings, policy_node_parameters, safety_limits, sim_node_parameters
+from evaluation.ros.settings import (
+    ClosedLoopSettings,
+    policy_node_parameters,
+    safety_limits,
+    sim_node_parameters,
+    simulated_robot_description,
+)
 from sim.faults import FaultPlan
 
 
@@ -120,9 +126,11 @@ def run_ros_episodes(
     processes = NodeProcesses(log_path)
     probe: Probe | None = None
     try:
-        processes.start("sim_robot_node", SIM_NODE_MODULE, sim_node_parameters(settings, cameras))
-        processes.start("policy_node", POLICY_NODE_MODULE, policy_node_parameters(checkpoint, spec, settings))
-        probe = Probe(cameras, safety_limits(settings.policy_parameters))
+        log_path.mkdir(parents=True, exist_ok=True)
+        robot = simulated_robot_description(settings, log_path)
+        processes.start("sim_robot_node", SIM_NODE_MODULE, sim_node_parameters(settings, robot))
+        processes.start("policy_node", POLICY_NODE_MODULE, policy_node_parameters(checkpoint, robot, settings))
+        probe = Probe(cameras, safety_limits(robot, settings.policy_parameters))
         say("waiting for sim_robot_node and policy_node ...")
         services = NodeServices(probe.node, processes)
         K = _wait_until_ready(services, probe, processes, settings.startup_timeout_s)

@@ -19,11 +19,16 @@ class ClosedLoopSettings:
     seed: int = DEFAULT_EVAL_SEED  # episode i of every condition uses sim seed seed + i (paired conditions)
     max_steps: int = DEFAULT_MAX_STEPS  # time limit in sim steps of 0.1 s
     real_time_factor: float = 1.0  # the sim node's pacing; the policy node runs on wall-clock time
-    schedule: str = "pyramid"
-    horizon: int = 2
-    denoising_steps: int = 8
+    # The runner: the checkpoint's own settings (what it was evaluated with) unless set here.
+    schedule: str | None = None
+    horizon: int | None = None
+    denoising_steps: int | None = None
     torch_threads: int = 1
-    sim_image_size: int = 96  # rendered size; the policy node downscales to the checkpoint's
+    # The simulated robot both nodes are given: its description (a name or a path), with
+    # its cameras rendered at `sim_image_size` px when that is set (a derived description is
+    # written to the run's log folder: small frames make tests cheap).
+    robot_description: str = "fr3_sim"
+    sim_image_size: int | None = None
     diagnostics_rate_hz: float = 10.0  # faster than the 2.5 Hz tick so every tick's levels are seen
     poll_s: float = 0.5  # how often ~/report_success is asked
     # True: an episode ends at its first success. False: it runs max_steps and is scored by
@@ -54,29 +59,52 @@ class ClosedLoopSettings:
         return self.max_steps * STEP_S
 
 
-def sim_node_parameters(settings: ClosedLoopSettings, cameras: tuple[str, ...]) -> dict[str, Any]:
-    """sim_robot_node's parameters: rendering the policy's `cameras`, paced as `settings` say."""
+def simulated_robot_description(settings: ClosedLoopSettings, folder: Path) -> str:
+    """The robot description both nodes run with: `settings.robot_description`, or a copy
+    of it with every camera at `settings.sim_image_size` px written into `folder`."""
+    import yaml
+
+    from robots.description import load_robot_description, robot_description_path
+
+    if settings.sim_image_size is None:
+        load_robot_description(settings.robot_description)  # refuse a bad one before any node starts
+        return str(settings.robot_description)
+    data = yaml.safe_load(robot_description_path(settings.robot_description).read_text())
+    for camera in data["cameras"]:
+        camera["height"] = camera["width"] = int(settings.sim_image_size)
+    path = Path(folder) / f"robot_{settings.sim_image_size}px.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    load_robot_description(path)
+    return str(path)
+
+
+def sim_node_parameters(settings: ClosedLoopSettings, robot_description: str) -> dict[str, Any]:
+    """sim_robot_node's parameters: the simulated robot, paced as `settings` say."""
     return {
+        "robot_description": robot_description,
         "seed": settings.seed,
         "real_time_factor": float(settings.real_time_factor),
-        "image_size": int(settings.sim_image_size),
-        "cameras": list(cameras),
         **settings.sim_parameters,
     }
 
 
-def policy_node_parameters(checkpoint: Path, spec: Any, settings: ClosedLoopSettings) -> dict[str, Any]:
-    """policy_node's parameters: the checkpoint and its robot configuration (`spec`, a
-    PolicySpec), the runner as `settings` say, disabled until an episode starts."""
+def policy_node_parameters(checkpoint: Path, robot_description: str, settings: ClosedLoopSettings) -> dict[str, Any]:
+    """policy_node's parameters: the checkpoint (it brings its own spec and runner settings)
+    on the robot description, runner overrides from `settings`, disabled until an episode
+    starts."""
+    runner = {
+        f"runner.{name}": value
+        for name, value in (
+            ("schedule", settings.schedule),
+            ("horizon", settings.horizon),
+            ("steps", settings.denoising_steps),
+        )
+        if value is not None
+    }
     return {
         "checkpoint": str(checkpoint.resolve()),
-        "cameras": list(spec.camera_names),
-        "image_size": int(spec.cameras[0].height),
-        "actions_per_token": int(spec.actions_per_token),
-        "token_period_s": float(spec.token_period_s),
-        "schedule": settings.schedule,
-        "horizon": int(settings.horizon),
-        "denoising_steps": int(settings.denoising_steps),
+        "robot_description": robot_description,
+        **runner,
         "torch_threads": int(settings.torch_threads),
         "diagnostics_rate_hz": float(settings.diagnostics_rate_hz),
         "start_enabled": False,
@@ -84,14 +112,16 @@ def policy_node_parameters(checkpoint: Path, spec: Any, settings: ClosedLoopSett
     }
 
 
-def safety_limits(policy_parameters: Mapping[str, Any]) -> Any:
-    """The policy node's safety limits: its defaults, with any that `policy_parameters`
-    overrides (the node's parameters carry SafetyLimits' field names)."""
-    from dataclasses import fields
+def safety_limits(robot_description: str, policy_parameters: Mapping[str, Any]) -> Any:
+    """The limits the policy node holds its commands to: the robot description's, with
+    any `safety.<field>` that `policy_parameters` overrides."""
+    from dataclasses import replace
 
-    from policy.commanding import SafetyLimits
+    from robots.description import load_robot_description
 
-    names = {f.name for f in fields(SafetyLimits)}
-    return SafetyLimits(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in policy_parameters.items() if k in names}
-    )
+    overrides = {
+        name.removeprefix("safety."): tuple(value) if isinstance(value, list) else value
+        for name, value in policy_parameters.items()
+        if name.startswith("safety.")
+    }
+    return replace(load_robot_description(robot_description).safety, **overrides)

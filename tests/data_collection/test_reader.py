@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from data_collection.mapping import FeatureMapping
 from data_collection.reader import TokenWindowDataset, align_episode, nearest_earlier
 from policy.imaging import resize_area
-from policy.spec import CameraSpec, PolicySpec, franka_ee_action_spec, swap_fruit_spec
+from policy.spec import CameraSpec, PolicySpec
+from training.config import task_policy_spec
 
 from .helpers import FakeClock, feed, make_recorder, make_store
+
+
+def grid_spec(image_size: int) -> PolicySpec:
+    """The swap-fruit task's spec on a 0.4 s grid of 4 actions: the alignment arithmetic
+    below is written for that grid."""
+    return task_policy_spec([f"task.image_size={image_size}", "task.actions_per_token=4", "task.token_period_s=0.4"])
 
 
 def test_nearest_earlier_never_uses_the_future():
@@ -33,7 +43,7 @@ def episode_store(tmp_path):
 
 
 def test_alignment_to_token_grid(episode_store):
-    spec = swap_fruit_spec(16)  # 0.4 s tokens, 4 actions per token, 16x16 frames
+    spec = grid_spec(16)  # 0.4 s tokens, 4 actions per token, 16x16 frames
     aligned = align_episode(episode_store.episode(0), spec)
     t0 = aligned.token_times[0]
     assert t0 == pytest.approx(0.05)  # the first instant every observation stream exists (gripper)
@@ -64,21 +74,16 @@ def test_alignment_to_token_grid(episode_store):
 
 def test_tolerance_is_configurable(episode_store):
     episode = episode_store.episode(0)
-    strict = align_episode(episode, swap_fruit_spec(16), tolerance_s={"wrist": 10.0})
+    strict = align_episode(episode, grid_spec(16), tolerance_s={"wrist": 10.0})
     assert strict.frame_valid["wrist"].all()
-    loose = align_episode(episode, swap_fruit_spec(16), tolerance_s=0.001)
+    loose = align_episode(episode, grid_spec(16), tolerance_s=0.001)
     assert not loose.frame_valid["front"].all()
 
 
 def test_fallback_resize_and_grayscale(episode_store):
     episode = episode_store.episode(0)
-    spec = PolicySpec(
-        cameras=(CameraSpec("front", 12, 12, channels=1), CameraSpec("wrist", 12, 12)),
-        proprio_dim=10,
-        action=franka_ee_action_spec(),
-        actions_per_token=4,
-        token_period_s=0.4,
-    )
+    cameras = (CameraSpec("front", 12, 12, channels=1), CameraSpec("wrist", 12, 12))
+    spec = replace(grid_spec(16), cameras=cameras)
     aligned = align_episode(episode, spec)  # no 12x12 copy: decode and resize
     assert aligned.frames["front"].shape == (10, 12, 12, 1)
     index = int(np.searchsorted(episode.stamps("wrist"), aligned.token_times[1], side="right") - 1)
@@ -87,23 +92,32 @@ def test_fallback_resize_and_grayscale(episode_store):
 
 
 def test_windows_with_padding(episode_store):
-    dataset = TokenWindowDataset(episode_store, swap_fruit_spec(8), horizon=4)
+    dataset = TokenWindowDataset(episode_store, grid_spec(8), horizon=4)
     assert len(dataset) == 10
     sample = dataset[9]
     assert sample["pad"].tolist() == [False, True, True, True]
     assert sample["frames/front"].shape == (4, 8, 8, 3) and sample["actions"].shape == (4, 4, 10)
     assert not sample["action_valid"][1:].any() and not sample["proprio_valid"][1:].any()
-    full = TokenWindowDataset(episode_store, swap_fruit_spec(8), horizon=4, pad_end=False)
+    full = TokenWindowDataset(episode_store, grid_spec(8), horizon=4, pad_end=False)
     assert len(full) == 7 and not full[6]["pad"].any()
 
 
 def test_mapping_mismatch_is_explained(episode_store):
-    spec = PolicySpec(
-        cameras=(CameraSpec("front", 16, 16),),
-        proprio_dim=7,
-        action=franka_ee_action_spec(),
-        actions_per_token=4,
-        token_period_s=0.4,
-    )
+    spec = replace(grid_spec(16), proprio_dim=7)
     with pytest.raises(ValueError, match="proprio_dim 7"):
         align_episode(episode_store.episode(0), spec)
+    joints = replace(grid_spec(16), embodiment="joint_position")
+    with pytest.raises(ValueError, match="embodiment 'joint_position' \\(this mapping reads 'ee_pose'\\)"):
+        align_episode(episode_store.episode(0), joints, FeatureMapping())
+
+
+def test_a_cropped_camera_is_cut_from_full_frames_not_from_the_low_resolution_copy(episode_store):
+    episode = episode_store.episode(0)
+    height, width = np.asarray(episode.frames("front")[0]).shape[:2]
+    crop = (2, 4, height - 6, width - 8)
+    spec = replace(grid_spec(16), cameras=(CameraSpec("front", 16, 16, 3, crop), CameraSpec("wrist", 16, 16)))
+    aligned = align_episode(episode, spec)
+    index = int(np.searchsorted(episode.stamps("front"), aligned.token_times[2], side="right") - 1)
+    full = np.asarray(episode.frames("front")[index])
+    expected = resize_area(full[2 : 2 + crop[2], 4 : 4 + crop[3]], 16, 16)
+    assert np.array_equal(aligned.frames["front"][2], expected)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_collection.mapping import FeatureMapping, pose_to_vector, vector_to_pose
+from data_collection.mapping import FeatureMapping
 from data_collection.teleop import TeleopIntegrator, TeleopLimits
 from policy.geometry import quat_to_matrix, rotation_angle_between
 from policy.imaging import decode_ros_image, resize_area, resize_area_many, to_channels
-from policy.spec import swap_fruit_spec
+from robots.embodiment import JointPosition, pose_to_vector, vector_to_pose
+from training.config import task_policy_spec
 
 HOME = np.array([0.5, 0.0, 0.4, 0.0, 0.0, 0.0, 1.0])
 
@@ -83,14 +84,28 @@ def test_mapping_round_trip_and_spec_fit():
     same = np.abs(np.sum(back[:, 3:] * quats, axis=1))
     assert np.allclose(back[:, :3], poses[:, :3]) and np.allclose(same, 1.0)
     mapping = FeatureMapping()
-    mapping.check(swap_fruit_spec())
+    mapping.check(task_policy_spec())
     commands = np.concatenate([poses, np.full((50, 1), 0.03)], axis=1)
     actions = mapping.action(commands)
     assert actions.shape == (50, 10) and actions.dtype == np.float32
-    assert np.allclose(FeatureMapping.action_to_command(actions)[:, 7], 0.03)
+    assert np.allclose(mapping.action_to_command(actions)[:, 7], 0.03)
     with pytest.raises(ValueError, match="no gripper"):
         mapping.action(poses)
     assert mapping.action(poses, np.full(50, 0.02))[:, 9] == pytest.approx(0.02)
+
+
+def test_joint_space_mapping_reads_joint_positions_and_joint_commands():
+    mapping = FeatureMapping(JointPosition())
+    assert mapping.proprio_streams() == ("joint_states", "gripper") and mapping.action_streams() == ("joint_command",)
+    rng = np.random.default_rng(1)
+    states = rng.normal(size=(5, 14))  # 7 positions, then 7 velocities
+    proprio = mapping.proprio(states, np.full((5, 1), 0.04))
+    assert proprio.shape == (5, 8) and np.allclose(proprio[:, :7], states[:, :7]) and np.allclose(proprio[:, 7], 0.04)
+    commands = rng.normal(size=(5, 8))
+    assert np.allclose(mapping.action(commands), commands)
+    assert np.allclose(mapping.action_to_command(commands), commands)
+    with pytest.raises(ValueError, match=r"no gripper width after the 7 arm values.*stream 'joint_command'"):
+        mapping.action(commands[:, :7])
 
 
 def test_resize_area_is_exact():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,12 @@ from evaluation.rollout import EvalSettings
 from policy.checkpoint import save_checkpoint
 from policy.model import DFPolicyModel, ModelConfig
 from policy.normalizer import Normalizer
-from policy.spec import CameraSpec, PolicySpec, swap_fruit_spec
+from policy.spec import CameraSpec, PolicySpec
+from training.config import task_policy_spec
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+SPEC = task_policy_spec(["task.image_size=16"])  # the swap-fruit task, on small frames
 TINY = ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8, 16), frame_prediction_size=8, num_levels=100)
 
 
@@ -34,7 +37,7 @@ def _normalizer() -> Normalizer:
 
 def _checkpoint(path: Path, spec: PolicySpec | None = None) -> Path:
     torch.manual_seed(0)
-    model = DFPolicyModel(spec or swap_fruit_spec(16), TINY)
+    model = DFPolicyModel(spec or SPEC, TINY)
     return save_checkpoint(path, model, _normalizer(), config={"test": True})
 
 
@@ -59,7 +62,8 @@ def test_named_fault_plans_are_seeded_and_of_one_kind() -> None:
 def test_cli_runs_episodes_and_writes_video_and_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint = _checkpoint(tmp_path / "ckpt")
     video, output = tmp_path / "eval.gif", tmp_path / "eval.json"
-    argv = ["--checkpoint", str(checkpoint), "--episodes", "2", "--max-steps", "8", "--fault-plan", "hand"]
+    steps = 2 * SPEC.actions_per_token  # two ticks
+    argv = ["--checkpoint", str(checkpoint), "--episodes", "2", "--max-steps", str(steps), "--fault-plan", "hand"]
     assert main([*argv, "--video", str(video), "--output", str(output)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["episodes"] == 2 and summary["successes"] == 0  # an untrained policy does not swap fruit
@@ -67,29 +71,23 @@ def test_cli_runs_episodes_and_writes_video_and_results(tmp_path: Path, capsys: 
     assert video.stat().st_size > 0
     results = json.loads(output.read_text())
     episode = results["per_episode"][0]
-    assert episode["steps"] == 8 and episode["ticks"] == 2  # 4 actions (env steps) per tick
+    assert episode["steps"] == steps and episode["ticks"] == 2  # actions_per_token env steps per tick
     assert {e["kind"] for e in episode["fault_plan"]["events"]} == {"hand"}
 
 
 def test_checkpoint_that_does_not_fit_the_simulated_robot_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    side_camera = PolicySpec(
-        cameras=(CameraSpec("front", 16, 16), CameraSpec("side", 16, 16)),
-        proprio_dim=10,
-        action=swap_fruit_spec().action,
-        actions_per_token=4,
-        token_period_s=0.4,
-    )
+    side_camera = replace(SPEC, cameras=(CameraSpec("front", 16, 16), CameraSpec("side", 16, 16)))
     checkpoint = _checkpoint(tmp_path / "ckpt", side_camera)
     assert main(["--checkpoint", str(checkpoint), "--episodes", "1"]) == 2
-    assert "cameras ['side'] are not in the scene" in capsys.readouterr().err
+    assert "cameras ['side'] of the checkpoint are not on robot 'fr3_sim'" in capsys.readouterr().err
 
 
 def _diverged(path: Path) -> None:
     """A run that diverged: 1000 NaN weights, saved normally (the manifest matches them)."""
     torch.manual_seed(0)
-    model = DFPolicyModel(swap_fruit_spec(16), TINY)
+    model = DFPolicyModel(SPEC, TINY)
     with torch.no_grad():
         model.initial_latent.fill_(float("nan"))
         next(p for p in model.parameters() if p.numel() >= 1000).view(-1)[:1000] = float("nan")
@@ -131,7 +129,7 @@ class _ExpertAgent:
         from sim.expert import ScriptedExpert
 
         self.expert = ScriptedExpert(env)
-        self.runner = SimpleNamespace(spec=swap_fruit_spec(16))
+        self.runner = SimpleNamespace(spec=SPEC)
 
     def reset(self, seed: int) -> None:
         self.expert.reset()
@@ -162,14 +160,17 @@ def test_episode_scoring_stops_at_success_or_checks_the_arm_stays_put(stop_at_su
 
 
 def test_unsafe_targets_are_named() -> None:
-    from evaluation.rollout import unsafe_target_problems
+    from evaluation.rollout import SIMULATED_ROBOT, unsafe_target_problems
+    from robots.description import load_robot_description
+
+    limits = load_robot_description(SIMULATED_ROBOT).safety
 
     rot6d = [1, 0, 0, 0, -1, 0]
     safe = np.array([0.5, 0.0, 0.2, *rot6d, 0.08])
-    assert unsafe_target_problems(safe, None, 0.1) == []
+    assert unsafe_target_problems(safe, None, 0.1, limits) == []
     along_x, along_z = np.eye(10)[0], np.eye(10)[2]
-    assert unsafe_target_problems(safe, safe - 0.05 * along_x, 0.1) == []  # 0.5 m/s
-    assert "speed" in unsafe_target_problems(safe, safe - 0.2 * along_x, 0.1)[0]  # 2 m/s
-    assert "workspace" in unsafe_target_problems(safe + along_z, None, 0.1)[0]
-    assert unsafe_target_problems(safe * np.nan, None, 0.1) == ["non-finite values"]
-    assert unsafe_target_problems(safe + 0.002 * np.eye(10)[9], None, 0.1) == []  # gripper: clamped, harmless
+    assert unsafe_target_problems(safe, safe - 0.05 * along_x, 0.1, limits) == []  # 0.5 m/s
+    assert "speed" in unsafe_target_problems(safe, safe - 0.2 * along_x, 0.1, limits)[0]  # 2 m/s
+    assert "workspace" in unsafe_target_problems(safe + along_z, None, 0.1, limits)[0]
+    assert unsafe_target_problems(safe * np.nan, None, 0.1, limits) == ["non-finite values"]
+    assert unsafe_target_problems(safe + 0.002 * np.eye(10)[9], None, 0.1, limits) == []  # gripper: clamped, harmless

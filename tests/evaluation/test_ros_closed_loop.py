@@ -18,8 +18,8 @@ from evaluation.ros import ClosedLoopSettings, run_ros_episodes  # noqa: E402
 from policy.checkpoint import save_checkpoint  # noqa: E402
 from policy.model import DFPolicyModel, ModelConfig  # noqa: E402
 from policy.normalizer import Normalizer  # noqa: E402
-from policy.spec import swap_fruit_spec  # noqa: E402
 from sim.faults import FaultEvent, FaultPlan  # noqa: E402
+from training.config import task_policy_spec  # noqa: E402
 
 POLICY_IMAGE = 16
 
@@ -32,7 +32,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     model = DFPolicyModel(
-        swap_fruit_spec(image_size=POLICY_IMAGE),
+        task_policy_spec([f"task.image_size={POLICY_IMAGE}"]),
         ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8,), frame_prediction_size=8, num_levels=50),
     )
     low = np.array([0.4, -0.05, 0.25, -1, -1, -1, -1, -1, -1, 0.0])

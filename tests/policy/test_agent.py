@@ -6,9 +6,9 @@ from policy.frame_health import FrameIssue
 from policy.model import DFPolicyModel, ModelConfig
 from policy.normalizer import Normalizer
 from policy.runner import PolicyRunner
-from policy.spec import swap_fruit_spec
+from training.config import task_policy_spec
 
-SPEC = swap_fruit_spec(32)
+SPEC = task_policy_spec(["task.image_size=32"])
 SMALL = ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8,), frame_prediction_size=8, num_levels=100)
 
 

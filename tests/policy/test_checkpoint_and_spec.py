@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 from policy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from policy.model import DFPolicyModel, ModelConfig
 from policy.normalizer import Normalizer
-from policy.spec import ActionComponent, ActionSpec, CameraSpec, PolicySpec, SpecMismatchError, swap_fruit_spec
+from policy.spec import ActionComponent, ActionSpec, CameraSpec, PolicySpec, SpecMismatchError
+from training.config import task_policy_spec
 
 SMALL = ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8,), frame_prediction_size=8, num_levels=50)
 
@@ -16,7 +17,7 @@ SMALL = ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8,), frame_pr
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(0)
-    spec = swap_fruit_spec(32)
+    spec = task_policy_spec(["task.image_size=32"])
     model = DFPolicyModel(spec, SMALL)
     rng = np.random.default_rng(0)
     normalizer = Normalizer.fit(rng.normal(size=(100, 10)), rng.normal(size=(100, 10)))
@@ -36,7 +37,7 @@ def test_round_trip_is_exact(saved):
         np.testing.assert_array_equal(getattr(normalizer, field), getattr(loaded.normalizer, field))
     assert loaded.config == {"lr": 3e-4}
     assert loaded.metadata["dataset_hash"] == "abc"
-    assert loaded.metadata["cameras"][0] == {"name": "front", "height": 32, "width": 32}
+    assert loaded.metadata["cameras"][0] == {"name": "front", "height": 32, "width": 32, "crop": None}
 
 
 def test_checkpoint_holds_no_pickles(saved):
@@ -95,7 +96,7 @@ def test_saving_over_an_existing_checkpoint_replaces_it(saved):
 
 
 def test_spec_round_trip_and_validation():
-    spec = swap_fruit_spec(48)
+    spec = task_policy_spec(["task.image_size=48"])
     assert PolicySpec.from_dict(spec.to_dict()) == spec
     assert spec.action_period_s == pytest.approx(0.1)
     with pytest.raises(SpecMismatchError, match="token period"):
@@ -104,3 +105,28 @@ def test_spec_round_trip_and_validation():
         PolicySpec(**{**spec.__dict__, "cameras": (CameraSpec("a", 32, 32), CameraSpec("a", 32, 32))})
     with pytest.raises(ValueError, match="malformed"):
         PolicySpec.from_dict({"cameras": []})
+
+
+def test_crops_non_square_images_and_the_embodiment_round_trip_and_are_compared():
+    spec = task_policy_spec(["task.image_size=[24,40]", "+task.crops.front=[8,4,80,88]"])
+    assert spec.cameras[0] == CameraSpec("front", 24, 40, 3, (8, 4, 80, 88)) and spec.cameras[1].crop is None
+    assert PolicySpec.from_dict(spec.to_dict()) == spec and spec.embodiment == "ee_pose"
+    uncropped = PolicySpec(**{**spec.__dict__, "cameras": (CameraSpec("front", 24, 40), spec.cameras[1])})
+    joint = PolicySpec(**{**spec.__dict__, "embodiment": "joint_position"})
+    assert spec.mismatches(uncropped) == ["camera 'front': checkpoint crops (8, 4, 80, 88), configuration crops None"]
+    assert spec.mismatches(joint) == ["embodiment: checkpoint 'ee_pose', configuration 'joint_position'"]
+
+
+def test_a_camera_crops_then_resizes_and_takes_prepared_frames_as_they_are():
+    camera = CameraSpec("front", 8, 16, 3, (2, 4, 16, 32))
+    frame = np.zeros((40, 60, 3), np.uint8)
+    frame[2:18, 4:36] = 200  # exactly the crop: the prepared frame is uniform
+    prepared = camera.prepare(frame)
+    assert prepared.shape == (8, 16, 3) and np.all(prepared == 200)
+    assert camera.prepare(prepared) is prepared
+    with pytest.raises(ValueError, match="does not fit a 10x60 frame"):
+        camera.prepare(np.zeros((10, 60, 3), np.uint8))
+    with pytest.raises(ValueError, match="got shape \\(0, 0, 3\\)"):
+        camera.prepare(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match="smaller than the policy image 8x16; it would be upscaled"):
+        CameraSpec("front", 8, 16, 3, (0, 0, 4, 16))

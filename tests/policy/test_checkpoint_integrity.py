@@ -27,7 +27,7 @@ from policy.checkpoint import (
 )
 from policy.model import DFPolicyModel, ModelConfig
 from policy.normalizer import Normalizer
-from policy.spec import swap_fruit_spec
+from training.config import task_policy_spec
 
 SMALL = ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8,), frame_prediction_size=8, num_levels=50)
 CONTENT = ("config.yaml", "metadata.json", "model.safetensors", "normalizer.safetensors")
@@ -36,7 +36,7 @@ CONTENT = ("config.yaml", "metadata.json", "model.safetensors", "normalizer.safe
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    model = DFPolicyModel(swap_fruit_spec(32), SMALL)
+    model = DFPolicyModel(task_policy_spec(["task.image_size=32"]), SMALL)
     rng = np.random.default_rng(0)
     normalizer = Normalizer.fit(rng.normal(size=(50, 10)), rng.normal(size=(50, 10)))
     return save_checkpoint(tmp_path / "ckpt", model, normalizer, config={"lr": 3e-4}, metadata={"step": 7})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,6 @@ from policy.commanding import (
     Commander,
     PoseCommand,
     SafetyFilter,
-    SafetyLimits,
     Watchdog,
     WatchdogConfig,
     actions_to_waypoints,
@@ -22,9 +22,12 @@ from policy.commanding import (
     slerp,
 )
 from policy.geometry import matrix_to_quat, quat_to_rot6d
-from policy.spec import franka_ee_action_spec
+from robots.description import load_robot_description
+from robots.embodiment import EndEffectorPose
 
-SPEC = franka_ee_action_spec()
+SPEC = EndEffectorPose.action
+# The simulated FR3's limits (its workspace box): each test changes only what it checks.
+LIMITS = load_robot_description("fr3_sim").safety
 DOWN = matrix_to_quat(np.diag([1.0, -1.0, -1.0]))  # top-down grasp orientation
 
 
@@ -114,7 +117,7 @@ def test_a_chunk_entirely_in_the_past_keeps_the_current_trajectory() -> None:
 
 
 def test_filter_rejects_nan_and_clamps_to_the_workspace() -> None:
-    limits = SafetyLimits(max_step_m=10.0, max_linear_speed_m_s=100.0, max_lead_m=10.0)
+    limits = replace(LIMITS, max_step_m=10.0, max_linear_speed_m_s=100.0, max_lead_m=10.0)
     safety = SafetyFilter(limits)
     assert safety.apply(pose(0.0, [np.nan, 0, 0.3])).rejected
     assert safety.apply(pose(0.0, [0.4, 0, 0.3], quat=[0, 0, 0, 0])).rejected
@@ -122,13 +125,13 @@ def test_filter_rejects_nan_and_clamps_to_the_workspace() -> None:
     np.testing.assert_allclose(result.command.position, [0.75, -0.45, 0.005])
     assert "workspace" in result.adjustments
 
-    rejecting = SafetyFilter(SafetyLimits(workspace_mode="reject"))
+    rejecting = SafetyFilter(replace(LIMITS, workspace_mode="reject"))
     result = rejecting.apply(pose(0.0, [2.0, 0, 0.3]))
     assert result.command is None and "outside the workspace" in result.rejected
 
 
 def test_filter_limits_speed_step_rotation_gripper_and_lead() -> None:
-    limits = SafetyLimits(max_linear_speed_m_s=0.5, max_step_m=0.02, max_angular_speed_rad_s=1.0, max_step_rad=0.05)
+    limits = replace(LIMITS, max_linear_speed_m_s=0.5, max_step_m=0.02, max_angular_speed_rad_s=1.0, max_step_rad=0.05)
     safety = SafetyFilter(limits)
     safety.anchor(pose(0.0, [0.4, 0.0, 0.3]))
     # 20 ms at 0.5 m/s allows 1 cm.
@@ -143,13 +146,13 @@ def test_filter_limits_speed_step_rotation_gripper_and_lead() -> None:
     result = safety.apply(pose(10.0, [0.6, 0.0, 0.3]))
     assert np.linalg.norm(result.command.position - command.position) == pytest.approx(0.02)
     # The command may not lead the measured position by more than max_lead_m.
-    lead_limits = SafetyLimits(max_lead_m=0.05, max_step_m=1.0, max_linear_speed_m_s=100.0)
+    lead_limits = replace(LIMITS, max_lead_m=0.05, max_step_m=1.0, max_linear_speed_m_s=100.0)
     lead = SafetyFilter(lead_limits).apply(pose(1.0, [0.6, 0.0, 0.3]), measured_position=np.array([0.4, 0.0, 0.3]))
     np.testing.assert_allclose(lead.command.position, [0.45, 0.0, 0.3])
 
 
 def test_limit_violations_names_each_problem() -> None:
-    limits = SafetyLimits()
+    limits = LIMITS
     previous = pose(0.0, [0.4, 0.0, 0.3])
     bad = pose(0.02, [0.9, 0.0, 0.3], quat=yaw_quat(1.0), gripper=0.2)
     problems = " | ".join(limit_violations(limits, bad, previous))
@@ -169,7 +172,7 @@ def test_limit_violations_names_each_problem() -> None:
 )
 def test_bad_limits_name_the_field(kwargs: dict, field_name: str) -> None:
     with pytest.raises(ValueError, match=field_name):
-        SafetyLimits(**kwargs)
+        replace(LIMITS, **kwargs)
 
 
 # ------------------------------------------------------------------------ watchdog
@@ -191,7 +194,7 @@ def test_watchdog_names_what_is_stale() -> None:
 
 
 def make_commander(**limit_overrides) -> Commander:
-    limits = SafetyLimits(**limit_overrides)
+    limits = replace(LIMITS, **limit_overrides)
     return Commander(SPEC, limits, WatchdogConfig(0.2, 0.5, 1.5), enabled=True, command_period_s=0.02)
 
 
@@ -296,11 +299,11 @@ def test_commander_watchdog_stops_without_chunks() -> None:
 
 
 def test_filter_bounds_rotation_lead_and_audit_accepts_restarts_from_the_measured_pose() -> None:
-    limits = SafetyLimits(max_lead_rad=0.2, max_step_rad=10.0, max_angular_speed_rad_s=100.0)
+    limits = replace(LIMITS, max_lead_rad=0.2, max_step_rad=10.0, max_angular_speed_rad_s=100.0)
     result = SafetyFilter(limits).apply(pose(0.0, [0.4, 0, 0.3], quat=yaw_quat(1.0)), measured_quat=yaw_quat(0.0))
     assert quat_angle(result.command.quat_xyzw, yaw_quat(0.2)) < 1e-9 and "angular_lead" in result.adjustments
 
-    limits = SafetyLimits()
+    limits = LIMITS
     previous = pose(0.0, [0.6, 0.0, 0.3])
     measured = pose(0.0, [0.4, 0.0, 0.3])
     restart = pose(0.02, [0.41, 0.0, 0.3])  # one step from the arm, far from the last command
@@ -308,3 +311,103 @@ def test_filter_bounds_rotation_lead_and_audit_accepts_restarts_from_the_measure
     assert audit_command(limits, restart, previous, measured) == []
     jump = pose(0.02, [0.5, 0.0, 0.3])  # near neither
     assert audit_command(limits, jump, previous, measured)
+
+
+def test_non_finite_measured_states_are_ignored_and_never_reach_a_command() -> None:
+    commander = make_commander()
+    feed(commander, 0.0)
+    commander.set_chunk(0.0, *chunk(0.0, [[0.45, 0.0, 0.3]] * 20))
+    good = commander.step(0.02)
+    assert good.status == "commanding"
+    assert not commander.update_state(0.04, np.array([np.inf, 0.0, 0.3]), DOWN, 0.08)
+    assert not commander.update_state(0.04, np.array([0.4, 0.0, 0.3]), np.zeros(4), 0.08)
+    assert not commander.update_state(0.04, np.array([0.4, 0.0, 0.3]), DOWN, np.nan)
+    assert commander.counters.invalid_states == 3
+    steps = [commander.step(0.04 + 0.02 * i) for i in range(30)]
+    assert all(s.command is None or s.command.is_finite() for s in steps)
+    # The last good state ages out: the watchdog stops commanding instead of guessing.
+    assert steps[-1].status == "watchdog" and "robot state stale" in steps[-1].reasons[0]
+
+
+# ------------------------------------------------------------------- joint space
+
+
+def joint_commander(**limit_overrides):
+    from policy.commanding import JointModel
+    from robots.embodiment import JointPosition
+    from robots.franka import franka_arm, tcp_pose
+
+    arm = franka_arm("fr3")
+    model = JointModel(arm.joint_lower, arm.joint_upper, arm.joint_velocity_limit, lambda q: tcp_pose(q)[:3, 3])
+    limits = replace(LIMITS, **limit_overrides)
+    commander = Commander(JointPosition.action, limits, WatchdogConfig(0.2, 0.5, 1.5), True, 0.02, model)
+    return commander, model
+
+
+def joint_chunk(start: float, joints: np.ndarray, count: int, width: float = 0.08):
+    stamps = start + 0.1 * (np.arange(count) + 1)
+    actions = np.concatenate([np.tile(joints, (count, 1)), np.full((count, 1), width)], axis=1)
+    return stamps, actions
+
+
+def test_joint_commands_interpolate_within_joint_speed_step_and_lead_limits() -> None:
+    from robots.franka import HOME_JOINTS
+
+    commander, _ = joint_commander()
+    goal = HOME_JOINTS + np.array([0.4, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    previous = HOME_JOINTS
+    commander.set_chunk(0.0, *joint_chunk(0.0, goal, 20))
+    sent = []
+    for i in range(1, 70):  # 1.4 s, inside the chunk's watchdog timeout
+        t = 0.02 * i
+        commander.update_joint_state(t, previous, 0.08)  # the arm tracks every command
+        commander.note_observation(t)
+        step = commander.step(t)
+        assert step.status == "commanding", step
+        joints = step.command.joints
+        allowed = min(0.5 * 2.62 * 0.02, LIMITS.max_joint_step_rad) + 1e-9  # joint 1: 2.62 rad/s rated
+        assert np.max(np.abs(joints - previous)) <= allowed
+        sent.append(joints)
+        previous = joints
+    assert np.allclose(sent[-1], goal, atol=1e-6)  # it gets there, at the limited speed
+    assert commander.counters.adjustments.get("speed", 0) > 0
+
+
+def test_joint_targets_beyond_the_joint_limits_or_outside_the_workspace_are_held_back() -> None:
+    from robots.franka import HOME_JOINTS, franka_arm, tcp_pose
+
+    commander, _ = joint_commander(max_joint_step_rad=10.0, max_joint_speed_fraction=1.0, max_joint_lead_rad=10.0)
+    arm = franka_arm("fr3")
+    beyond = HOME_JOINTS.copy()
+    beyond[3] = arm.joint_upper[3] + 0.5  # joint 4 past its upper limit
+    commander.update_joint_state(0.0, HOME_JOINTS, 0.08)
+    commander.note_observation(0.0)
+    commander.set_chunk(0.0, *joint_chunk(0.0, beyond, 5))
+    step = commander.step(0.1)
+    assert step.command.joints[3] <= arm.joint_upper[3] - LIMITS.joint_limit_margin_rad + 1e-9
+    assert "joint_limits" in step.adjustments
+    # Shoulder pitched far forward: the TCP would end up behind the box's near face.
+    down = HOME_JOINTS + np.array([0.0, 1.6, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert tcp_pose(down)[0, 3] < LIMITS.workspace_low[0]
+    # The filter on its own, with seconds since the previous command (no speed limit in play).
+    from policy.commanding import JointCommand, JointSafetyFilter
+
+    joint_filter = JointSafetyFilter(commander.limits, commander.joint_model)
+    joint_filter.anchor(JointCommand(0.0, HOME_JOINTS.copy(), 0.08))
+    result = joint_filter.apply(JointCommand(10.0, down, 0.08))
+    tcp = tcp_pose(result.command.joints)[:3, 3]
+    assert "workspace" in result.adjustments
+    assert np.all(tcp >= np.array(LIMITS.workspace_low) - 1e-6) and np.all(
+        tcp <= np.array(LIMITS.workspace_high) + 1e-6
+    )
+    assert tcp[0] < LIMITS.workspace_low[0] + 0.01  # cut back only as far as the box's face
+    rejecting = JointSafetyFilter(replace(commander.limits, workspace_mode="reject"), commander.joint_model)
+    rejecting.anchor(JointCommand(0.0, HOME_JOINTS.copy(), 0.08))
+    assert rejecting.apply(JointCommand(10.0, down, 0.08)).rejected == "target's TCP outside the workspace box"
+
+
+def test_joint_actions_need_the_arm_model() -> None:
+    from robots.embodiment import JointPosition
+
+    with pytest.raises(ValueError, match="joint_model"):
+        Commander(JointPosition.action, LIMITS)

@@ -3,24 +3,19 @@ import torch
 
 from policy.model import DFPolicyModel, ModelConfig
 from policy.objective import ObjectiveConfig, TokenBatch, diffusion_forcing_loss, roll_latents
-from policy.spec import CameraSpec, PolicySpec, franka_ee_action_spec
+from training.config import task_policy_spec
 
-SPEC = PolicySpec(
-    cameras=(CameraSpec("front", 32, 32), CameraSpec("wrist", 32, 32)),
-    proprio_dim=10,
-    action=franka_ee_action_spec(),
-    actions_per_token=4,
-    token_period_s=0.4,
-)
+SPEC = task_policy_spec(["task.image_size=32"])
+ACTION_WIDTH = SPEC.actions_per_token * SPEC.action.dim  # one token's action chunk, flattened
 SMALL = {"latent_dim": 48, "embed_dim": 48, "encoder_channels": (8, 16), "frame_prediction_size": 8, "num_levels": 100}
 
 
 def make_batch(batch=2, length=7, seed=0):
     g = torch.Generator().manual_seed(seed)
     return TokenBatch(
-        frames=torch.rand(batch, length, 2, 3, 32, 32, generator=g) * 2 - 1,
-        proprio=torch.randn(batch, length, 10, generator=g),
-        actions=torch.randn(batch, length, 40, generator=g),
+        frames=torch.rand(batch, length, len(SPEC.cameras), 3, 32, 32, generator=g) * 2 - 1,
+        proprio=torch.randn(batch, length, SPEC.proprio_dim, generator=g),
+        actions=torch.randn(batch, length, ACTION_WIDTH, generator=g),
         valid=torch.ones(batch, length, dtype=torch.bool),
     )
 
@@ -72,7 +67,7 @@ def test_fully_noised_observation_cannot_move_the_latent():
     frames_a = torch.rand(3, 2, 3, 32, 32) * 2 - 1
     frames_b = torch.rand(3, 2, 3, 32, 32) * 2 - 1
     proprio_a, proprio_b = torch.randn(3, 10), torch.randn(3, 10)
-    actions, action_levels = torch.randn(3, 40), torch.zeros(3, dtype=torch.long)
+    actions, action_levels = torch.randn(3, ACTION_WIDTH), torch.zeros(3, dtype=torch.long)
     latent = torch.randn(3, 48)
 
     def update(frames, proprio, frame_level, proprio_level):
@@ -120,6 +115,6 @@ def test_fixed_observation_fuser_equals_the_full_fuse():
         parts = model.observation_parts(
             torch.zeros(1, 2, 3, 32, 32), torch.full((1, 2), K), torch.zeros(1, 10), torch.full((1,), K)
         )
-        action = model.action_part(torch.randn(5, 40), torch.randint(0, K, (5,)))
+        action = model.action_part(torch.randn(5, ACTION_WIDTH), torch.randint(0, K, (5,)))
         expected = model.fuse_token([p.expand(5, -1) for p in parts], action)
         assert torch.allclose(model.fuser_for_fixed_observation(parts)(action), expected, atol=1e-5)

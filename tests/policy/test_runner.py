@@ -5,9 +5,9 @@ import torch
 from policy.model import DFPolicyModel, ModelConfig
 from policy.normalizer import Normalizer
 from policy.runner import Observation, PolicyRunner, RunnerConfig
-from policy.spec import swap_fruit_spec
+from training.config import task_policy_spec
 
-SPEC = swap_fruit_spec(32)
+SPEC = task_policy_spec(["task.image_size=32"])
 SMALL = {"latent_dim": 48, "embed_dim": 48, "encoder_channels": (8, 16), "frame_prediction_size": 8, "num_levels": 100}
 
 
@@ -25,7 +25,7 @@ def make_runner(runner_config=None, **model_overrides):
 
 def observation(t, rng, **overrides):
     values = {
-        "stamp": 0.4 * t,
+        "stamp": 0.4 * t,  # any times: the chunk is stamped from this one
         "frames": {name: rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for name in ("front", "wrist")},
         "proprio": rng.uniform(-1, 1, 10),
     }
@@ -36,9 +36,9 @@ def observation(t, rng, **overrides):
 def test_chunk_is_stamped_from_the_observation_time_in_physical_units():
     runner = make_runner(RunnerConfig(schedule="pyramid", horizon=2, steps=6))
     chunk = runner.step(observation(3, np.random.default_rng(0)))
-    assert chunk.actions.shape == (8, 10)
-    assert chunk.clean_actions == 4
-    np.testing.assert_allclose(chunk.stamps, 1.2 + 0.1 * np.arange(8))
+    assert chunk.actions.shape == (2 * SPEC.actions_per_token, 10)
+    assert chunk.clean_actions == SPEC.actions_per_token
+    np.testing.assert_allclose(chunk.stamps, 1.2 + SPEC.action_period_s * np.arange(2 * SPEC.actions_per_token))
     assert np.all(chunk.actions >= -0.5 - 1e-9) and np.all(chunk.actions <= 0.5 + 1e-9)
     assert set(chunk.predicted_frames) == {"front", "wrist"}
     assert chunk.predicted_frames["front"].shape == (8, 8, 3) and chunk.predicted_frames["front"].dtype == np.uint8
@@ -75,7 +75,7 @@ def test_horizon_and_steps_change_at_run_time_without_retraining():
         RunnerConfig(schedule="full_sequence", horizon=2, steps=3),
     ):
         chunk = PolicyRunner(model, normalizer, config).step(observation(0, rng))
-        assert chunk.actions.shape == (config.horizon * 4, 10)
+        assert chunk.actions.shape == (config.horizon * SPEC.actions_per_token, 10)
         assert np.all(np.isfinite(chunk.actions))
 
 
@@ -157,7 +157,7 @@ def test_the_fast_path_computes_what_the_models_own_methods_do(model_overrides, 
         if t % 6 == 4:
             values["proprio"] = None
         if t % 4 == 2:
-            values["executed_actions"] = rng.uniform(-0.5, 0.5, (4, 10))
+            values["executed_actions"] = rng.uniform(-0.5, 0.5, (SPEC.actions_per_token, 10))
         o = observation(t, rng, **values)
         a, b = fast.step(o), reference.step(o)
         np.testing.assert_allclose(a.actions, b.actions, atol=1e-5)

@@ -70,3 +70,23 @@ class RosHarness:
         for node in self.nodes:
             node.destroy_node()
         rclpy.shutdown(context=self.context)
+
+
+def write_robot_description(path: Any, base: str = "fr3_sim", camera_size: int | None = None, **changes: Any) -> str:
+    """A robot description derived from `base` (robots/descriptions/), written to `path`:
+    the tests' simulated cameras at `camera_size`, and top-level keys replaced by
+    `changes` (e.g. embodiment="joint_position"). Returns the path as a string."""
+    from pathlib import Path
+
+    import yaml
+
+    from robots.description import robot_description_path
+
+    data = yaml.safe_load(robot_description_path(base).read_text())
+    if camera_size is not None:
+        for camera in data["cameras"]:
+            camera["height"] = camera["width"] = camera_size
+    data.update(changes)
+    data["name"] = f"{data['name']}_test"
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)

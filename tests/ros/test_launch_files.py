@@ -84,15 +84,15 @@ def node_parameters(executable: str) -> set[str]:
     """The parameters a df_policy node declares (from its config file for the recorder,
     whose node module belongs to another part of the project)."""
     if executable == "policy_node":
-        from df_policy.policy_node import PARAMETER_DEFAULTS
+        from df_policy.policy_node import declared_parameter_names
 
-        return set(PARAMETER_DEFAULTS)
+        return declared_parameter_names()
     if executable == "sim_robot_node":
         from df_policy.sim_robot_node import PARAMETER_DEFAULTS
 
         return set(PARAMETER_DEFAULTS)
     config = yaml.safe_load((PACKAGE / "config" / "teleop_recorder.yaml").read_text())
-    return set(config["teleop_recorder"]["ros__parameters"])
+    return set(config["/**"]["ros__parameters"])
 
 
 def test_launch_folder_is_installed_into_the_package_share() -> None:
@@ -130,13 +130,13 @@ def test_launch_file_is_declarative_and_consistent(path: Path) -> None:
             if isinstance(item, ast.Dict):
                 unknown = {k.value for k in item.keys} - known
                 assert not unknown, f"{path.name}: {executable} has no parameters {sorted(unknown)}"
-        # Parameter files must exist, parse, and be keyed by the node's name.
+        # Parameter files must exist, parse, and apply to any node name and namespace
+        # (`/**`: a file keyed by a node's name silently does nothing under namespace:=robot1).
         for config in re.findall(r'"config", "([a-z_]+\.yaml)"', path.read_text()):
             data = yaml.safe_load((PACKAGE / "config" / config).read_text())
-            keyed = {key for key, value in data.items() if "ros__parameters" in value}
-            assert keyed, f"{config} has no <node>: ros__parameters section"
-            if name in keyed:
-                assert set(data[name]["ros__parameters"]) <= known | {"use_sim_time"}, config
+            assert list(data) == ["/**"] and "ros__parameters" in data["/**"], f"{config} is not keyed by /**"
+            if config.startswith(str(name)) or config.startswith(str(executable).removesuffix("_node")):
+                assert set(data["/**"]["ros__parameters"]) <= known | {"use_sim_time"}, config
 
     # Launch files included from df_policy's own share (others come from their packages).
     for included in re.findall(r'share, "launch", "([a-z_]+\.launch\.py)"', path.read_text()):
@@ -155,12 +155,13 @@ def test_swap_fruit_arguments_cover_the_robot_and_are_documented() -> None:
 
 def test_policy_config_matches_the_node_parameters() -> None:
     pytest.importorskip("rclpy")
-    from df_policy.policy_node import PARAMETER_DEFAULTS
+    from df_policy.policy_node import PARAMETER_GROUPS, declared_parameter_names
 
-    params = yaml.safe_load((PACKAGE / "config" / "policy_node.yaml").read_text())["policy_node"]["ros__parameters"]
-    assert set(params) == set(PARAMETER_DEFAULTS)
+    params = yaml.safe_load((PACKAGE / "config" / "policy_node.yaml").read_text())["/**"]["ros__parameters"]
+    assert set(params) <= declared_parameter_names()
+    settings = PARAMETER_GROUPS[""][0]()
     for key, value in params.items():
-        assert type(value) is type(PARAMETER_DEFAULTS[key]), key
+        assert type(value) is type(getattr(settings, key)), key
 
 
 def argument_defaults(path: Path) -> dict[str, str]:
@@ -170,18 +171,22 @@ def argument_defaults(path: Path) -> dict[str, str]:
     return {}
 
 
-def test_swap_fruit_argument_defaults_agree_with_the_policy_config() -> None:
-    """A launch argument that overrides a parameter the checkpoint must match must default
-    to policy_node.yaml's value, or the launch silently replaces the trained preset (an
-    image size the checkpoint was not trained at is refused at start). Topic names may
-    differ on purpose: the launch makes them relative to its namespace."""
-    defaults = argument_defaults(LAUNCH / "swap_fruit.launch.py")
-    params = yaml.safe_load((PACKAGE / "config" / "policy_node.yaml").read_text())["policy_node"]["ros__parameters"]
-    preset = {"cameras", "image_size", "actions_per_token", "token_period_s", "command_rate_hz"}
-    shared = sorted(set(defaults) & set(params) & preset)
-    assert "image_size" in shared
-    disagree = {name: (defaults[name], params[name]) for name in shared if defaults[name] != str(params[name]).lower()}
-    assert not disagree, f"launch default vs policy_node.yaml: {disagree}"
+def test_no_launch_file_restates_a_fact_of_the_checkpoint_or_the_robot_description() -> None:
+    """The checkpoint owns cameras, image sizes, crops and rates; the robot description owns
+    topics, sinks and limits. A launch file that set one of them again would drift from
+    its owner (the image size did: 64 in one copy, 32 in another)."""
+    owned = {"cameras", "image_size", "actions_per_token", "token_period_s", "crops", "embodiment"}
+    owned |= {"target_pose_topic", "current_pose_topic", "gripper_sink", "command_sink", "frame_id"}
+    for path in LAUNCH_FILES:
+        tree = ast.parse(path.read_text())
+        for call in calls(tree, "Node"):
+            if constant(keyword(call, "executable")) not in ("policy_node", "sim_robot_node"):
+                continue
+            for item in getattr(keyword(call, "parameters"), "elts", []):
+                if isinstance(item, ast.Dict):
+                    restated = {k.value for k in item.keys if isinstance(k, ast.Constant)} & owned
+                    assert not restated, f"{path.name} restates {sorted(restated)}"
+        assert not owned & set(declared_arguments(tree)) - {"cameras"}, path.name
 
 
 @pytest.mark.parametrize("name", ["swap_fruit.launch.py", "record_demos.launch.py"])
@@ -196,3 +201,13 @@ def test_robot_arguments_repeated_by_an_including_launch_file_keep_robot_launch_
     assert {"use_sim", "robot_type", "robot_ip", "front_camera", "wrist_camera"} <= shared
     differ = {arg: (including[arg], robot[arg]) for arg in sorted(shared) if including[arg] != robot[arg]}
     assert not differ, f"{name} defaults differ from robot.launch.py: {differ}"
+
+
+def test_the_documented_parameter_table_is_the_generated_one() -> None:
+    pytest.importorskip("rclpy")
+    from df_policy.policy_node import parameter_table_markdown
+
+    doc = DOC.read_text()
+    start = doc.index("-->", doc.index("<!-- generated: df_policy.policy_node.parameter_table_markdown()")) + 4
+    end = doc.index("<!-- end of generated table -->")
+    assert doc[start:end].strip() == parameter_table_markdown(), "regenerate the table in docs/policy_node.md"

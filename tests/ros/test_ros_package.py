@@ -47,7 +47,7 @@ def test_config_file_matches_the_node_parameters() -> None:
     from df_policy.sim_robot_node import PARAMETER_DEFAULTS
 
     config = yaml.safe_load((PACKAGE / "config" / "sim_robot.yaml").read_text())
-    params = config["sim_robot"]["ros__parameters"]
+    params = config["/**"]["ros__parameters"]
     assert set(params) == set(PARAMETER_DEFAULTS)
     for key, value in params.items():
         assert type(value) is type(PARAMETER_DEFAULTS[key]), key

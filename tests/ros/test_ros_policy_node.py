@@ -9,6 +9,7 @@ must respect the safety limits. The fault matrix goes through the simulator's fa
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from df_policy.policy_outputs import predicted_frame_topic  # noqa: E402
 from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from harness import RosHarness  # noqa: E402
+from harness import RosHarness, write_robot_description  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -39,20 +40,22 @@ from std_msgs.msg import Float64  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from policy.checkpoint import save_checkpoint  # noqa: E402
-from policy.commanding import PoseCommand, SafetyLimits, audit_command  # noqa: E402
+from policy.commanding import PoseCommand, audit_command  # noqa: E402
 from policy.imaging import resize_area  # noqa: E402
 from policy.model import DFPolicyModel, ModelConfig  # noqa: E402
 from policy.normalizer import Normalizer, images_to_unit_range  # noqa: E402
 from policy.objective import ObjectiveConfig, TokenBatch, diffusion_forcing_loss  # noqa: E402
-from policy.spec import swap_fruit_spec  # noqa: E402
 from sim.env import EnvConfig, SwapFruitEnv  # noqa: E402
 from sim.expert import ScriptedExpert  # noqa: E402
 from sim.faults import FaultEvent, FaultPlan  # noqa: E402
+from training.config import task_policy_spec  # noqa: E402
 
 SEED = 3
 POLICY_IMAGE = 16
 SIM_IMAGE = 32
-TOKENS = 10  # 4 s of the expert: its first move and a little more
+SPEC = task_policy_spec([f"task.image_size={POLICY_IMAGE}"])  # the swap-fruit task on small frames
+PER_TOKEN = SPEC.actions_per_token
+TOKENS = 40 // PER_TOKEN  # 4 s of the expert: its first move and a little more
 PACKAGE = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "df_policy"
 
 
@@ -60,17 +63,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "df_policy"
 
 
 def expert_tokens(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """frames (T, 2, s, s, 3) uint8, proprio (T, 10), actions (T, 4, 10) where token t
-    holds the actions executed between token t-1 and t (zeros before the first)."""
+    """frames (T, 2, s, s, 3) uint8, proprio (T, 10), actions (T, PER_TOKEN, 10) where
+    token t holds the actions executed between token t-1 and t (zeros before the first)."""
     env = SwapFruitEnv(EnvConfig(image_size=SIM_IMAGE))
     try:
         observation = env.reset(seed)
         expert = ScriptedExpert(env)
         expert.reset()
-        frames, proprio, actions = [], [], [np.zeros((4, 10))]
+        frames, proprio, actions = [], [], [np.zeros((PER_TOKEN, 10))]
         executed: list[np.ndarray] = []
-        for step in range(4 * TOKENS):
-            if step % 4 == 0:
+        for step in range(PER_TOKEN * TOKENS):
+            if step % PER_TOKEN == 0:
                 frames.append(
                     np.stack(
                         [resize_area(observation.images[c], POLICY_IMAGE, POLICY_IMAGE) for c in ("front", "wrist")]
@@ -120,16 +123,17 @@ def train_tiny_policy(directory: Path) -> Path:
 def _train(directory: Path) -> Path:
     torch.manual_seed(0)
     frames, proprio, actions = expert_tokens(SEED)
-    spec = swap_fruit_spec(image_size=POLICY_IMAGE)
     model = DFPolicyModel(
-        spec,
+        SPEC,
         ModelConfig(latent_dim=64, embed_dim=64, encoder_channels=(16, 32), frame_prediction_size=8, num_levels=100),
     )
     normalizer = Normalizer.fit(actions[1:].reshape(-1, 10), proprio, margin=0.05)
     batch = TokenBatch(
         frames=images_to_unit_range(frames)[None],
         proprio=torch.from_numpy(normalizer.normalize_proprio(proprio))[None].float(),
-        actions=torch.from_numpy(normalizer.normalize_actions(actions.reshape(-1, 10)).reshape(1, TOKENS, 40)).float(),
+        actions=torch.from_numpy(
+            normalizer.normalize_actions(actions.reshape(-1, 10)).reshape(1, TOKENS, PER_TOKEN * 10)
+        ).float(),
         valid=torch.ones(1, TOKENS, dtype=torch.bool),
     )
     batch = TokenBatch(*(t.expand(8, *t.shape[1:]) for t in (batch.frames, batch.proprio, batch.actions, batch.valid)))
@@ -152,18 +156,16 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ----------------------------------------------------------------------- harness
 
-LIMITS = SafetyLimits()
-
 
 class Harness(RosHarness):
     """sim_robot_node, policy_node and a probe in one private context."""
 
-    def __init__(self, checkpoint: Path) -> None:
+    def __init__(self, checkpoint: Path, robot: str) -> None:
         super().__init__()
         self.sim = SimRobotNode(
             parameter_overrides=[
+                Parameter("robot_description", value=robot),
                 Parameter("real_time_factor", value=1.0),
-                Parameter("image_size", value=SIM_IMAGE),
                 Parameter("seed", value=SEED),
             ],
             context=self.context,
@@ -171,9 +173,9 @@ class Harness(RosHarness):
         self.policy = PolicyNode(
             parameter_overrides=[
                 Parameter("checkpoint", value=str(checkpoint)),
-                Parameter("image_size", value=POLICY_IMAGE),
+                Parameter("robot_description", value=robot),
                 # Frames 300 ms old (the delay fault) are doubtful, not unusable.
-                Parameter("health_stale_age_s", value=0.7),
+                Parameter("health.stale_age_s", value=0.7),
                 Parameter("diagnostics_rate_hz", value=10.0),
                 Parameter("torch_threads", value=1),
             ],
@@ -202,8 +204,15 @@ class Harness(RosHarness):
         measured = None
         if self.poses:
             measured_position, measured_quat = msg_to_pose(self.poses[-1])
-            measured = PoseCommand(stamp, measured_position, measured_quat, LIMITS.gripper_max_m)
-        self.commands.append((time.monotonic(), PoseCommand(stamp, position, quat, LIMITS.gripper_max_m), measured))
+            measured = PoseCommand(stamp, measured_position, measured_quat, self.limits.gripper_max_m)
+        self.commands.append(
+            (time.monotonic(), PoseCommand(stamp, position, quat, self.limits.gripper_max_m), measured)
+        )
+
+    @property
+    def limits(self):
+        """The limits the node holds commands to now (its robot description's, or as set live)."""
+        return self.policy.commander.limits
 
     def start_episode(self, plan: FaultPlan | None) -> float:
         """Disable, set the fault plan, reset both nodes, enable; returns the start time."""
@@ -241,7 +250,7 @@ class Harness(RosHarness):
     def unsafe_commands(self) -> list[str]:
         problems, previous = [], None
         for _, command, measured in self.commands:
-            problems += audit_command(LIMITS, command, previous, measured)
+            problems += audit_command(self.limits, command, previous, measured)
             previous = command
         return problems
 
@@ -252,8 +261,14 @@ class Harness(RosHarness):
 
 
 @pytest.fixture(scope="module")
-def harness(checkpoint: Path):
-    h = Harness(checkpoint)
+def robot(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The simulated FR3 with its cameras at SIM_IMAGE px (cheap rendering)."""
+    return write_robot_description(tmp_path_factory.mktemp("robot") / "fr3_sim_32.yaml", camera_size=SIM_IMAGE)
+
+
+@pytest.fixture(scope="module")
+def harness(checkpoint: Path, robot: str):
+    h = Harness(checkpoint, robot)
     yield h
     h.close()
 
@@ -261,36 +276,44 @@ def harness(checkpoint: Path):
 # ------------------------------------------------------------------ the tests
 
 
-def test_refuses_a_checkpoint_that_does_not_match(checkpoint: Path) -> None:
+def test_refuses_a_checkpoint_that_does_not_fit_the_robot_naming_every_mismatch(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    other = write_robot_description(
+        tmp_path / "other.yaml",
+        embodiment="joint_position",
+        cameras=[
+            {"name": "front", "topic": "camera/front/color/image_raw", "height": 96, "width": 96, "rate_hz": 10.0}
+        ],
+    )
     context = rclpy.Context()
     rclpy.init(context=context)
+
+    def start(*overrides: Parameter) -> None:
+        PolicyNode(parameter_overrides=list(overrides), context=context)
+
     try:
         with pytest.raises(PolicyNodeError) as raised:
-            PolicyNode(
-                parameter_overrides=[
-                    Parameter("checkpoint", value=str(checkpoint)),
-                    Parameter("image_size", value=64),
-                    Parameter("cameras", value=["front", "side"]),
-                ],
-                context=context,
-            )
+            start(Parameter("checkpoint", value=str(checkpoint)), Parameter("robot_description", value=other))
         message = str(raised.value)
         assert "refusing to start" in message
-        assert "cameras: checkpoint has ['front', 'wrist'], configuration has ['front', 'side']" in message
-        assert "camera 'front': checkpoint expects 16x16x3, configuration gives 64x64x3" in message
+        assert "cameras ['wrist'] of the checkpoint are not on robot 'fr3_sim_test'" in message
+        assert "embodiment: checkpoint 'ee_pose', robot 'fr3_sim_test' 'joint_position'" in message
         with pytest.raises(PolicyNodeError, match="'checkpoint' is empty"):
-            PolicyNode(context=context)
-        with pytest.raises(PolicyNodeError, match="command_sink"):
-            PolicyNode(parameter_overrides=[Parameter("command_sink", value="teleport")], context=context)
+            start()
+        teleport = write_robot_description(tmp_path / "teleport.yaml", command={"sink": "teleport", "topic": "t"})
+        with pytest.raises(PolicyNodeError, match=r"command.sink must be one of \['pose', 'joint_trajectory'\]"):
+            start(Parameter("checkpoint", value=str(checkpoint)), Parameter("robot_description", value=teleport))
+        with pytest.raises(PolicyNodeError, match="unknown robot description 'fr4'"):
+            start(Parameter("checkpoint", value=str(checkpoint)), Parameter("robot_description", value="fr4"))
+        with pytest.raises(PolicyNodeError, match=r"'safety.max_step_m' is out of range: it must be >= 0\.0"):
+            start(Parameter("checkpoint", value=str(checkpoint)), Parameter("safety.max_step_m", value=-1.0))
         with pytest.raises(PolicyNodeError, match="max_step_m must be a positive number"):
-            PolicyNode(
-                parameter_overrides=[
-                    Parameter("checkpoint", value=str(checkpoint)),
-                    Parameter("image_size", value=16),
-                    Parameter("max_step_m", value=-1.0),
-                ],
-                context=context,
-            )
+            start(Parameter("checkpoint", value=str(checkpoint)), Parameter("safety.max_step_m", value=0.0))
+        with pytest.raises(PolicyNodeError, match=r"parameter 'runner.schedule' must be one of"):
+            start(Parameter("checkpoint", value=str(checkpoint)), Parameter("runner.schedule", value="spiral"))
+        with pytest.raises(PolicyNodeError, match=r"'safety.max_step_m' must be of the type of its default"):
+            start(Parameter("checkpoint", value=str(checkpoint)), Parameter("safety.max_step_m", value=1))
     finally:
         rclpy.shutdown(context=context)
 
@@ -304,7 +327,7 @@ def test_node_cli_has_help() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    for word in ("checkpoint", "command_sink", "~/enable", "/diagnostics", "workspace_mode"):
+    for word in ("checkpoint", "robot_description", "~/enable", "/diagnostics", "safety.workspace_mode"):
         assert word in result.stdout
 
 
@@ -347,8 +370,11 @@ def test_policy_moves_the_arm_toward_the_experts_first_target_safely(harness: Ha
     assert (predicted[-1].height, predicted[-1].width, predicted[-1].encoding) == (8, 8, "rgb8")
     debug_stamps = {time_to_seconds(d.header.stamp) for d in debug}
     assert any(time_to_seconds(p.header.stamp) in debug_stamps for p in predicted)
+    harness.wait_for(
+        lambda: int(harness.loop_status()[-1][1]["ticks"]) >= 3, 10.0, "three ticks (one per token period)"
+    )
     loops = [status for _, status in harness.loop_status()]
-    assert float(loops[-1]["tick_rate_hz"]) > 1.0, loops[-1]
+    assert float(loops[-1]["tick_rate_hz"]) > 0.9 / SPEC.token_period_s, loops[-1]
     # Fresh frames: only the action due at the observation time itself (and, on a slow
     # tick, the next one) has passed when the chunk arrives.
     dropped = [int(status["dropped_actions_last_chunk"]) for status in loops]
@@ -413,3 +439,65 @@ def test_delayed_observations_drop_stale_actions(harness: Harness) -> None:
     assert harness.unsafe_commands() == []
     status = harness.camera_status("front")[-1]
     assert "stale" in status["issues"] and 0 < int(status["noise_level"]) < harness.policy.K, json.dumps(status)
+
+
+def set_parameters(harness: Harness, **values: object) -> list:
+    request = SetParameters.Request()
+    request.parameters = [Parameter(name, value=value).to_parameter_msg() for name, value in values.items()]
+    return harness.call(SetParameters, "/policy_node/set_parameters", request).results
+
+
+def test_a_live_safety_limit_changes_the_commands_that_leave_or_is_refused(harness: Harness) -> None:
+    original = harness.limits
+    harness.start_episode(None)
+    harness.wait_for(lambda: len(harness.commands) > 10, 10.0, "commands before the change")
+    slow = 0.02  # m/s: far below what the policy asks for, so every command is held to it
+    try:
+        [result] = set_parameters(harness, **{"safety.max_linear_speed_m_s": slow})
+        assert result.successful, result.reason
+        assert harness.limits.max_linear_speed_m_s == slow
+        start = len(harness.commands)
+        harness.wait_for(lambda: len(harness.commands) > start + 30, 10.0, "commands after the change")
+        after = [command for _, command, _ in harness.commands[start + 1 :]]
+        speeds = [
+            float(np.linalg.norm(b.position - a.position)) / (b.stamp - a.stamp)
+            for a, b in itertools.pairwise(after)
+            if b.stamp > a.stamp
+        ]
+        assert speeds and max(speeds) <= slow * 1.01, max(speeds)
+        # Refused: out of the declared range, rejected by SafetyLimits itself, read-only.
+        [negative] = set_parameters(harness, **{"safety.max_linear_speed_m_s": -1.0})
+        [inverted] = set_parameters(harness, **{"safety.workspace_low": [0.9, 0.9, 0.9]})
+        [horizon] = set_parameters(harness, **{"runner.horizon": 4})
+        assert not negative.successful and not inverted.successful and not horizon.successful
+        assert "must be below workspace_high" in inverted.reason
+        assert "read-only" in horizon.reason or "read only" in horizon.reason.lower(), horizon.reason
+        assert harness.limits.max_linear_speed_m_s == slow and harness.limits.workspace_low == original.workspace_low
+        assert harness.policy.get_parameter("runner.horizon").value == harness.policy.runner_config.horizon
+    finally:
+        set_parameters(harness, **{"safety.max_linear_speed_m_s": original.max_linear_speed_m_s})
+
+
+def test_declared_parameters_are_the_config_dataclasses_fields(harness: Harness) -> None:
+    from dataclasses import fields
+
+    from df_policy.policy_node import PARAMETER_GROUPS, declared_parameter_names
+
+    from policy.commanding import SafetyLimits, WatchdogConfig
+    from policy.frame_health import HealthConfig
+    from policy.runner import RunnerConfig
+
+    expected = {f"safety.{f.name}" for f in fields(SafetyLimits)}
+    expected |= {f"watchdog.{f.name}" for f in fields(WatchdogConfig)}
+    expected |= {f"runner.{f.name}" for f in fields(RunnerConfig)}
+    expected |= {f"health.{f.name}" for f in fields(HealthConfig)}
+    assert {prefix for prefix in PARAMETER_GROUPS} == {"", "safety.", "watchdog.", "runner.", "health."}
+    declared = set(harness.policy.list_parameters([], 10).names) - {"use_sim_time", "start_type_description_service"}
+    assert expected <= declared and declared == declared_parameter_names()
+    # The values in force are the robot description's limits and the checkpoint's runner settings.
+    assert list(harness.policy.get_parameter("safety.workspace_low").value) == list(
+        harness.policy.robot.safety.workspace_low
+    )
+    descriptor = harness.policy.describe_parameter("safety.max_step_m")
+    assert "between two commands" in descriptor.description and not descriptor.read_only
+    assert harness.policy.describe_parameter("runner.horizon").read_only

@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from policy.checkpoint import save_checkpoint  # noqa: E402
 from policy.model import DFPolicyModel, ModelConfig  # noqa: E402
 from policy.normalizer import Normalizer  # noqa: E402
-from policy.spec import swap_fruit_spec  # noqa: E402
+from training.config import task_policy_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "ros2_ws" / "src" / "df_policy"
@@ -35,7 +35,7 @@ PACKAGE = ROOT / "ros2_ws" / "src" / "df_policy"
 
 def tiny_checkpoint(path: Path, nan_latent: bool = False) -> Path:
     model = DFPolicyModel(
-        swap_fruit_spec(image_size=16),
+        task_policy_spec(["task.image_size=16"]),
         ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8,), frame_prediction_size=8, num_levels=50),
     )
     if nan_latent:
@@ -60,7 +60,6 @@ def test_node_refuses_a_checkpoint_with_nan_weights(diverged_checkpoint: Path) -
             PolicyNode(
                 parameter_overrides=[
                     Parameter("checkpoint", value=str(diverged_checkpoint)),
-                    Parameter("image_size", value=16),
                 ],
                 context=context,
             )
@@ -83,8 +82,6 @@ def test_node_main_exits_2_on_a_truncated_checkpoint(diverged_checkpoint: Path) 
             "--ros-args",
             "-p",
             f"checkpoint:={diverged_checkpoint}",
-            "-p",
-            "image_size:=16",
         ],
         env=env,
         capture_output=True,
@@ -102,7 +99,6 @@ def test_undecodable_frames_are_decode_errors_and_the_debug_image_keeps_coming(t
     node = PolicyNode(
         parameter_overrides=[
             Parameter("checkpoint", value=str(tiny_checkpoint(tmp_path / "ckpt"))),
-            Parameter("image_size", value=16),
             Parameter("debug_image_size", value=16),
         ],
         context=harness.context,

@@ -30,7 +30,7 @@ from policy.checkpoint import save_checkpoint  # noqa: E402
 from policy.geometry import matrix_to_quat  # noqa: E402
 from policy.model import DFPolicyModel, ModelConfig  # noqa: E402
 from policy.normalizer import Normalizer  # noqa: E402
-from policy.spec import swap_fruit_spec  # noqa: E402
+from training.config import task_policy_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "ros2_ws" / "src" / "df_policy"
@@ -39,7 +39,7 @@ PACKAGE = ROOT / "ros2_ws" / "src" / "df_policy"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = DFPolicyModel(
-        swap_fruit_spec(image_size=16),
+        task_policy_spec(["task.image_size=16"]),
         ModelConfig(latent_dim=32, embed_dim=32, encoder_channels=(8,), frame_prediction_size=8, num_levels=50),
     )
     low = np.array([0.4, -0.05, 0.25, -1, -1, -1, -1, -1, -1, 0.0])
@@ -60,8 +60,6 @@ def test_main_runs_enables_and_stops_on_sigint(checkpoint: Path, executor: str) 
             "--ros-args",
             "-p",
             f"checkpoint:={checkpoint}",
-            "-p",
-            "image_size:=16",
             "-p",
             f"executor:={executor}",
             "-p",

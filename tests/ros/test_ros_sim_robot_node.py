@@ -16,7 +16,7 @@ from df_policy import qos  # noqa: E402
 from df_policy.conversions import msg_to_image, msg_to_pose, pose_to_msg  # noqa: E402
 from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from harness import RosHarness  # noqa: E402
+from harness import RosHarness, write_robot_description  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
@@ -44,11 +44,12 @@ class Harness(RosHarness):
 
 
 @pytest.fixture(scope="module")
-def harness():
+def harness(tmp_path_factory: pytest.TempPathFactory):
+    robot = write_robot_description(tmp_path_factory.mktemp("robot") / "fr3_sim_48.yaml", camera_size=48)
     h = Harness(
         [
+            Parameter("robot_description", value=robot),
             Parameter("real_time_factor", value=3.0),
-            Parameter("image_size", value=48),
             Parameter("seed", value=4),
         ]
     )

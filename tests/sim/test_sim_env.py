@@ -10,11 +10,11 @@ pytestmark = pytest.mark.sim
 pytest.importorskip("mujoco")
 
 from policy.geometry import matrix_to_rot6d  # noqa: E402
-from policy.spec import swap_fruit_spec  # noqa: E402
 from sim.env import EnvConfig, SwapFruitEnv, make_action  # noqa: E402
 from sim.expert import ScriptedExpert, run_expert_episode  # noqa: E402
 from sim.faults import FaultEvent, FaultPlan  # noqa: E402
 from sim.scene import FRUIT_RADIUS, SLOT_POSITIONS  # noqa: E402
+from training.config import task_policy_spec  # noqa: E402
 
 TOP_DOWN = np.diag([1.0, -1.0, -1.0])
 
@@ -34,7 +34,7 @@ def camera_env():
 
 
 def test_observation_matches_policy_spec(camera_env) -> None:
-    spec = swap_fruit_spec(image_size=64)
+    spec = task_policy_spec(["task.image_size=64"])
     obs = camera_env.reset(0)
     assert tuple(obs.images) == spec.camera_names
     for camera in spec.cameras:

@@ -37,15 +37,22 @@ def test_missing_dataset(tmp_path: Path) -> None:
     _refused(tiny_overrides(tmp_path / "nowhere.zarr", run), "does not exist", run)
 
 
-def test_camera_the_dataset_lacks(tiny_store: Path, tmp_path: Path) -> None:
+def test_camera_the_robot_lacks(tiny_store: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    _refused(tiny_overrides(tiny_store, run, **{"task.cameras": "[front,side]"}), r"lacks camera\(s\) \['side'\]", run)
+    _refused(tiny_overrides(tiny_store, run, **{"task.cameras": "[front,side]"}), r"has no camera 'side'", run)
 
 
-def test_action_spec_that_does_not_match(tiny_store: Path, tmp_path: Path) -> None:
+def test_a_robot_whose_embodiment_the_dataset_does_not_record(tiny_store: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from robots.description import robot_description_path
+
+    joint_robot = yaml.safe_load(robot_description_path("fr3_sim").read_text())
+    joint_robot.update(embodiment="joint_position", command={"sink": "joint_trajectory", "topic": "joints"})
+    (tmp_path / "joint_robot.yaml").write_text(yaml.safe_dump(joint_robot))
     run = tmp_path / "run"
-    overrides = tiny_overrides(tiny_store, run, **{"task.action": "[{name: joints, size: 7}]"})
-    _refused(overrides, r"action spec \[joints\[7\]\] does not match", run)
+    overrides = tiny_overrides(tiny_store, run, **{"task.robot": str(tmp_path / "joint_robot.yaml")})
+    _refused(overrides, r"lacks the stream\(s\) \['joint_command'\]", run)
 
 
 def test_resume_from_an_incompatible_run(tiny_store: Path, tmp_path: Path) -> None:

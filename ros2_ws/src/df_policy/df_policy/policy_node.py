@@ -1,50 +1,32 @@
 """policy_node: runs the Diffusion Forcing policy on the arm in real time.
 
-Thin glue: camera and robot-state messages are kept newest-only; a worker thread runs
-one policy tick per token period through policy.agent.PolicyAgent (frame health gives
-each camera a noise level k, corrupted frames enter the latent with k > 0) and hands
-the time-stamped action chunk to policy.commanding.Commander; a timer at the command
-rate (own callback group) interpolates, filters for safety and publishes to the sinks.
-main() spins the callbacks on one executor thread (see make_executor); the tick never
-runs in it.
+Thin glue. The checkpoint owns the policy's facts (cameras, image sizes and crops,
+embodiment, rates, the runner settings it was evaluated with); the robot description
+(`robot_description`) owns the robot's (camera topics, state topics, command and
+gripper sinks, safety limits). The node checks one against the other and refuses to
+start naming every mismatch; nothing of either is restated here.
 
-Parameters (config/policy_node.yaml; --ros-args -p name:=value):
-  checkpoint            checkpoint directory (required); refused, with each mismatch
-                        named, unless its cameras, image_size, action spec and rates
-                        match the ones below
-  cameras, image_size, actions_per_token, token_period_s   the robot configuration
-  device, torch_threads, schedule, horizon, denoising_steps, seed   the runner
-  camera_topic_format   e.g. /camera/{camera}/color/image_raw
-  image_transport       raw (sensor_msgs/Image rgb8, bgr8, mono8) or compressed
-                        (sensor_msgs/CompressedImage on <topic>/compressed)
-  current_pose_topic, gripper_joint_states_topic, measured_joint_states_topic, frame_id
-                        robot state (best-effort QoS, as franka_ros2 publishes it)
-  policy_rate_hz        policy ticks per second (0 = one per token period)
-  tick_trigger          frames: tick once a period is (nearly) up as soon as every
-                        camera has a new frame (lowest latency); timer: fixed period
-  command_rate_hz       interpolated commands per second (e.g. 50)
-  command_sink          pose (PoseStamped on target_pose_topic) or joint_trajectory
-                        (JointTrajectory on joint_trajectory_topic, IK for robot_type)
-  gripper_sink          width_topic (Float64 m on gripper_command_topic, simulator),
-                        franka_action (franka_gripper move/grasp under
-                        gripper_action_namespace) or none
-  downscale_frames      resize each frame to the policy's image size on arrival (the
-                        runner's own area resize, so the model sees the same pixels):
-                        frame health then costs ~0.3 ms instead of ~8 ms per 640x480 frame
-  use_surprise, health_fresh_age_s, health_stale_age_s, proprio_stale_s   frame health
-  workspace_low, workspace_high, workspace_mode (clamp|reject), max_linear_speed_m_s,
-  max_angular_speed_rad_s, max_step_m, max_step_rad, max_lead_m, gripper_min_m,
-  gripper_max_m         safety limits applied to every command
-  state_timeout_s, observation_timeout_s, chunk_timeout_s   watchdog
-  start_enabled, reset_on_enable   commanding at start-up; a new episode on enable
-  executor              single or multi: what spins the callbacks in main()
-  diagnostics_rate_hz, debug_image, debug_image_size
+Camera and robot-state messages are kept newest-only; a worker thread runs one policy
+tick per token period through policy.agent.PolicyAgent (frame health gives each camera
+a noise level k, corrupted frames enter the latent with k > 0) and hands the
+time-stamped action chunk to policy.commanding.Commander; a timer at the command rate
+(own callback group) interpolates, filters for safety and publishes to the sinks.
+~/reset and ~/enable are applied by the worker between ticks: a chunk computed from the
+previous episode's latent is never installed.
+
+Parameters are generated from the config dataclasses (`--help` lists them all):
+  <setting>          the node's own (df_policy.settings.PolicyNodeSettings), read-only
+  runner.<field>     policy.runner.RunnerConfig, defaults from the checkpoint, read-only
+  health.<field>     policy.frame_health.HealthConfig, read-only
+  safety.<field>     policy.commanding.SafetyLimits, defaults from the robot description;
+                     `ros2 param set` changes them live (or is refused, naming why)
+  watchdog.<field>   policy.commanding.WatchdogConfig; live as well
 Services: ~/enable (std_srvs/SetBool), ~/reset (std_srvs/Trigger: a new episode).
-Topics out: the sinks, /diagnostics (tick rate and latency, per-camera health and noise
-level, dropped actions, watchdog), ~/debug_image (each camera's frame next to the
-frame the model predicted for it, for people), ~/predicted_frame/<camera> (the predicted
-frame alone, stamped with its tick's observation time, for programs; df_policy.policy_outputs
-names these topics and the /diagnostics keys).
+Topics out: the sinks, /diagnostics (tick rate, latency and failures, per-camera health
+and noise level, dropped actions, watchdog), ~/debug_image (each camera's frame next to
+the frame the model predicted for it, for people), ~/predicted_frame/<camera> (the
+predicted frame alone, stamped with its tick's observation time, for programs;
+df_policy.policy_outputs names these topics and the /diagnostics keys).
 """
 
 from __future__ import annotations
@@ -55,13 +37,14 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -79,9 +62,9 @@ from df_policy.conversions import (
     time_to_seconds,
 )
 from df_policy.node_main import spin_until_shutdown
+from df_policy.parameters import ParameterError, declare_dataclass, updated_dataclass
+from df_policy.settings import PolicyNodeSettings
 from df_policy.sinks import (
-    ARM_SINKS,
-    GRIPPER_SINKS,
     FrankaGripperActionSink,
     GripperWidthTopicSink,
     JointTrajectorySink,
@@ -89,64 +72,27 @@ from df_policy.sinks import (
     PoseStampedSink,
     SinkError,
 )
-from policy.commanding import Commander, CommandStep, SafetyLimits, WatchdogConfig
-from policy.geometry import quat_to_rot6d
-from policy.imaging import resize_area
-from robots.franka import FRANKA_ARMS
+from policy.commanding import Commander, CommandStep, JointModel, SafetyLimits, WatchdogConfig
+from policy.frame_health import HealthConfig
+from policy.runner import RunnerConfig
 
-PARAMETER_DEFAULTS: dict[str, Any] = {
-    "checkpoint": "",
-    "cameras": ["front", "wrist"],
-    "image_size": 64,
-    "actions_per_token": 4,
-    "token_period_s": 0.4,
-    "device": "cpu",
-    "torch_threads": 1,
-    "schedule": "pyramid",
-    "horizon": 2,
-    "denoising_steps": 8,
-    "seed": 0,
-    "camera_topic_format": "/camera/{camera}/color/image_raw",
-    "image_transport": "raw",
-    "current_pose_topic": qos.CURRENT_POSE_TOPIC,
-    "gripper_joint_states_topic": qos.GRIPPER_JOINT_STATES_TOPIC,
-    "measured_joint_states_topic": qos.MEASURED_JOINT_STATES_TOPIC,
-    "frame_id": qos.FRAME_ID,
-    "robot_type": "fr3",
-    "policy_rate_hz": 0.0,
-    "tick_trigger": "frames",
-    "command_rate_hz": 50.0,
-    "command_sink": "pose",
-    "target_pose_topic": qos.TARGET_POSE_TOPIC,
-    "joint_trajectory_topic": "/joint_trajectory_controller/joint_trajectory",
-    "gripper_sink": "width_topic",
-    "gripper_command_topic": qos.GRIPPER_WIDTH_COMMAND_TOPIC,
-    "gripper_action_namespace": "/franka_gripper",
-    "downscale_frames": True,
-    "use_surprise": False,
-    "health_fresh_age_s": 0.1,
-    "health_stale_age_s": 0.3,
-    "proprio_stale_s": 0.2,
-    "workspace_low": [0.15, -0.45, 0.005],
-    "workspace_high": [0.75, 0.45, 0.6],
-    "workspace_mode": "clamp",
-    "max_linear_speed_m_s": 1.0,
-    "max_angular_speed_rad_s": 2.0,
-    "max_step_m": 0.03,
-    "max_step_rad": 0.1,
-    "max_lead_m": 0.15,
-    "gripper_min_m": 0.0,
-    "gripper_max_m": 0.08,
-    "state_timeout_s": 0.2,
-    "observation_timeout_s": 0.5,
-    "chunk_timeout_s": 1.5,
-    "start_enabled": False,
-    "reset_on_enable": True,
-    "executor": "single",
-    "diagnostics_rate_hz": 2.0,
-    "debug_image": True,
-    "debug_image_size": 96,
+# Parameter groups: prefix -> (config dataclass, whether `ros2 param set` may change it live).
+# Live groups are applied under the command lock; every other parameter is read-only, so a
+# set that could not take effect is refused instead of accepted and ignored.
+PARAMETER_GROUPS: dict[str, tuple[type, bool]] = {
+    "": (PolicyNodeSettings, False),
+    "runner.": (RunnerConfig, False),
+    "health.": (HealthConfig, False),
+    "safety.": (SafetyLimits, True),
+    "watchdog.": (WatchdogConfig, True),
 }
+STATS_WINDOW = 20000
+
+
+def declared_parameter_names() -> set[str]:
+    """Every parameter the node declares (besides rclpy's own use_sim_time)."""
+    return {prefix + f.name for prefix, (cls, _) in PARAMETER_GROUPS.items() for f in fields(cls)}
+
 
 # "frames" mode (FrameTrigger): a tick is due one period after the last; it runs as soon as
 # every camera has delivered a frame since (due - TICK_EARLY_S), so it locks onto the
@@ -219,98 +165,77 @@ def percentile_ms(values: deque | list, q: float) -> float:
 class PolicyNode(Node):
     def __init__(self, name: str = "policy_node", **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
-        for key, value in PARAMETER_DEFAULTS.items():
-            self.declare_parameter(key, value)
-        p = {key: self.get_parameter(key).value for key in PARAMETER_DEFAULTS}
-        self.params = p
-        self._check_parameters(p)
+        try:
+            self.settings: PolicyNodeSettings = declare_dataclass(self, "", PolicyNodeSettings(), read_only=True)
+        except ParameterError as error:
+            raise PolicyNodeError(f"bad parameter: {error}") from error
+        settings = self.settings
+        if not settings.checkpoint:
+            raise PolicyNodeError("parameter 'checkpoint' is empty: give the checkpoint directory to run")
 
         # The policy stack needs torch: imported here so `--help` stays fast.
         import torch
 
         from policy.agent import PolicyAgent
         from policy.checkpoint import CheckpointError, load_checkpoint
-        from policy.frame_health import HealthConfig
-        from policy.runner import PolicyRunner, RunnerConfig
-        from policy.spec import CameraSpec, PolicySpec, franka_ee_action_spec
+        from policy.runner import PolicyRunner
+        from robots.description import RobotDescriptionError, load_robot_description
+        from robots.franka import tcp_pose
 
-        torch.set_num_threads(int(p["torch_threads"]))
-        self.cameras = tuple(p["cameras"])
+        torch.set_num_threads(settings.torch_threads)
         try:
-            expected = PolicySpec(
-                cameras=tuple(CameraSpec(c, int(p["image_size"]), int(p["image_size"])) for c in self.cameras),
-                proprio_dim=10,
-                action=franka_ee_action_spec(),
-                actions_per_token=int(p["actions_per_token"]),
-                token_period_s=float(p["token_period_s"]),
-            )
-        except ValueError as error:
-            raise PolicyNodeError(f"bad robot configuration: {error}") from error
-        if not p["checkpoint"]:
-            raise PolicyNodeError("parameter 'checkpoint' is empty: give the checkpoint directory to run")
+            self.robot = load_robot_description(settings.robot_description)
+        except RobotDescriptionError as error:
+            raise PolicyNodeError(f"refusing to start: {error}") from error
         try:
-            loaded = load_checkpoint(p["checkpoint"], expected_spec=expected, device=p["device"])
-        except CheckpointError as error:
+            loaded = load_checkpoint(settings.checkpoint, device=settings.device)
+            self.robot.check_policy_spec(loaded.spec, f"checkpoint {settings.checkpoint}")
+            runner_defaults = loaded.runner_config()
+        except (CheckpointError, RobotDescriptionError) as error:
             raise PolicyNodeError(f"refusing to start: {error}") from error
         self.spec = loaded.spec
-        self._camera_sizes = {c.name: (c.height, c.width) for c in self.spec.cameras}
+        self.embodiment = self.robot.embodiment_model
+        self.cameras = self.spec.camera_names
         try:
-            runner = PolicyRunner(
-                loaded.model,
-                loaded.normalizer,
-                RunnerConfig(
-                    schedule=p["schedule"],
-                    horizon=int(p["horizon"]),
-                    steps=int(p["denoising_steps"]),
-                    seed=int(p["seed"]),
-                ),
-                device=p["device"],
-            )
+            self.runner_config: RunnerConfig = declare_dataclass(self, "runner.", runner_defaults, read_only=True)
+            self.health_config: HealthConfig = declare_dataclass(self, "health.", HealthConfig(), read_only=True)
+            limits: SafetyLimits = declare_dataclass(self, "safety.", self.robot.safety, read_only=False)
+            watchdog: WatchdogConfig = declare_dataclass(self, "watchdog.", WatchdogConfig(), read_only=False)
+        except ParameterError as error:
+            raise PolicyNodeError(f"bad parameter: {error}") from error
+        arm = self.robot.arm
+        joint_model = JointModel(
+            arm.joint_lower, arm.joint_upper, arm.joint_velocity_limit, lambda q: tcp_pose(q)[:3, 3]
+        )
+        try:
+            runner = PolicyRunner(loaded.model, loaded.normalizer, self.runner_config, device=settings.device)
             self.agent = PolicyAgent(
-                runner,
-                HealthConfig(fresh_age_s=float(p["health_fresh_age_s"]), stale_age_s=float(p["health_stale_age_s"])),
-                use_surprise=bool(p["use_surprise"]),
-                proprio_stale_s=float(p["proprio_stale_s"]),
+                runner, self.health_config, use_surprise=settings.use_surprise, proprio_stale_s=settings.proprio_stale_s
             )
             self.K = self.agent.K
-            self.command_period_s = 1.0 / float(p["command_rate_hz"])
+            self.command_period_s = 1.0 / settings.command_rate_hz
             self.commander = Commander(
                 self.spec.action,
-                SafetyLimits(
-                    workspace_low=tuple(p["workspace_low"]),
-                    workspace_high=tuple(p["workspace_high"]),
-                    workspace_mode=p["workspace_mode"],
-                    max_linear_speed_m_s=float(p["max_linear_speed_m_s"]),
-                    max_angular_speed_rad_s=float(p["max_angular_speed_rad_s"]),
-                    max_step_m=float(p["max_step_m"]),
-                    max_step_rad=float(p["max_step_rad"]),
-                    max_lead_m=float(p["max_lead_m"]),
-                    gripper_min_m=float(p["gripper_min_m"]),
-                    gripper_max_m=float(p["gripper_max_m"]),
-                ),
-                WatchdogConfig(
-                    state_timeout_s=float(p["state_timeout_s"]),
-                    observation_timeout_s=float(p["observation_timeout_s"]),
-                    chunk_timeout_s=float(p["chunk_timeout_s"]),
-                ),
+                limits,
+                watchdog,
                 enabled=False,
                 command_period_s=self.command_period_s,
+                joint_model=joint_model,
             )
         except ValueError as error:  # runner, health, safety or watchdog settings
             raise PolicyNodeError(f"bad parameter value: {error}") from error
-        rate = float(p["policy_rate_hz"]) or 1.0 / self.spec.token_period_s
-        self.tick_period_s = 1.0 / rate
+        self.tick_period_s = 1.0 / (settings.policy_rate_hz or 1.0 / self.spec.token_period_s)
 
-        # Locks: _streams guards the newest frames (and wakes the worker); _command guards
-        # the commander (command timer, worker, services); _policy guards the agent (worker
-        # tick vs ~/reset).
+        # Locks: _streams guards the newest frames and the requests for the worker (and
+        # wakes it); _command guards the commander (command timer, worker, services,
+        # parameter changes); _policy guards the agent (only the worker uses it).
         self._streams = threading.Condition()
         self._command = threading.Lock()
         self._policy = threading.Lock()
         self._frames = {camera: Latest() for camera in self.cameras}
-        self._pose_message: tuple[PoseStamped, float] | None = None  # newest message, arrival time
-        self._pose_converted: tuple[PoseStamped, float] | None = None
-        self._pose_state: tuple[np.ndarray, np.ndarray, float] | None = None  # position, quat, stamp
+        self._state_message: tuple[Any, float] | None = None  # newest pose or joint message, arrival time
+        self._state_converted: tuple[Any, float] | None = None
+        self._proprio_state: tuple[np.ndarray, float] | None = None  # measured state vector, its stamp
         self._gripper_width: float | None = None
         self._joints: np.ndarray | None = None
         self._last_health: dict[str, Any] = {}
@@ -318,6 +243,17 @@ class PolicyNode(Node):
         self._pending_latency: float | None = None  # observation stamp of the chunk not yet published
         self._commanded_since_tick = False
         self._last_step: CommandStep | None = None
+        # Episodes: ~/reset and ~/enable(true) start a new one at once for the commander
+        # (no command from the old trajectory) and ask the worker to reset the agent
+        # before its next tick; a tick that started in the old episode has its chunk
+        # discarded (the episode number changed under it).
+        self._episode = 0
+        self._agent_reset_pending = False
+        self._enable_pending = False
+        self.discarded_chunks = 0
+        self.tick_failures = 0
+        self.consecutive_tick_failures = 0
+        self.last_tick_error = ""
 
         # Statistics for /diagnostics and benchmarks (seconds).
         self.tick_durations: deque[float] = deque(maxlen=STATS_WINDOW)
@@ -326,82 +262,66 @@ class PolicyNode(Node):
         self.tick_count = 0
         self._last_tick_wall: float | None = None
 
-        self._build_interfaces(p)
+        self._build_interfaces()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
-        if p["start_enabled"]:
+        if settings.start_enabled:
             self.set_enabled(True)
         self.get_logger().info(
-            f"policy ready: checkpoint {p['checkpoint']}, cameras {list(self.cameras)}, K={self.K}, "
-            f"tick every {self.tick_period_s * 1e3:.0f} ms ({p['tick_trigger']}), commands at "
-            f"{p['command_rate_hz']} Hz to {p['command_sink']}, gripper {p['gripper_sink']}; "
-            f"{'enabled' if self.commander.enabled else 'disabled: call ~/enable'}"
+            f"policy ready: checkpoint {settings.checkpoint} ({self.embodiment.name}, cameras {list(self.cameras)}) "
+            f"on robot {self.robot.name} ({self.robot.source}), K={self.K}, tick every "
+            f"{self.tick_period_s * 1e3:.0f} ms ({settings.tick_trigger}), commands at {settings.command_rate_hz} Hz "
+            f"to {self.robot.command.sink} {self.robot.command.topic}, gripper {self.robot.gripper.sink}; "
+            f"{'enabled' if settings.start_enabled else 'disabled: call ~/enable'}"
         )
 
     # ------------------------------------------------------------------ set-up
 
-    @staticmethod
-    def _check_parameters(p: dict[str, Any]) -> None:
-        choices = {
-            "image_transport": ("raw", "compressed"),
-            "tick_trigger": ("frames", "timer"),
-            "command_sink": ARM_SINKS,
-            "gripper_sink": GRIPPER_SINKS,
-            "robot_type": tuple(FRANKA_ARMS),
-            "workspace_mode": ("clamp", "reject"),
-            "executor": ("single", "multi"),
-        }
-        for name, allowed in choices.items():
-            if p[name] not in allowed:
-                raise PolicyNodeError(f"parameter {name!r} must be one of {list(allowed)}, got {p[name]!r}")
-        for name in ("command_rate_hz", "token_period_s", "diagnostics_rate_hz", "debug_image_size"):
-            if not float(p[name]) > 0:
-                raise PolicyNodeError(f"parameter {name!r} must be > 0, got {p[name]}")
-        if float(p["policy_rate_hz"]) < 0:
-            raise PolicyNodeError(
-                f"parameter 'policy_rate_hz' must be >= 0 (0 = token rate), got {p['policy_rate_hz']}"
-            )
-        if not p["cameras"]:
-            raise PolicyNodeError("parameter 'cameras' is empty: name the policy's cameras, e.g. [front, wrist]")
-        if "{camera}" not in p["camera_topic_format"]:
-            raise PolicyNodeError(
-                f"parameter 'camera_topic_format' must contain '{{camera}}', got {p['camera_topic_format']!r}"
-            )
-
-    def _build_interfaces(self, p: dict[str, Any]) -> None:
+    def _build_interfaces(self) -> None:
+        robot, settings = self.robot, self.settings
         # Subscriptions only store the newest message: any thread may run them.
         inputs = ReentrantCallbackGroup()
         self._command_group = MutuallyExclusiveCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
-        compressed = p["image_transport"] == "compressed"
         for camera in self.cameras:
-            topic = p["camera_topic_format"].format(camera=camera)
+            described = robot.camera(camera)
+            compressed = described.transport == "compressed"
             self.create_subscription(
                 CompressedImage if compressed else Image,
-                f"{topic}/compressed" if compressed else topic,
+                f"{described.topic}/compressed" if compressed else described.topic,
                 lambda msg, camera=camera: self._on_frame(camera, msg),
                 qos.image_qos(),
                 callback_group=inputs,
             )
         state_qos = qos.robot_state_qos()  # best effort: reaches best-effort and reliable publishers
-        self.create_subscription(PoseStamped, p["current_pose_topic"], self._on_pose, state_qos, callback_group=inputs)
-        self.create_subscription(
-            JointState, p["gripper_joint_states_topic"], self._on_gripper, state_qos, callback_group=inputs
-        )
-        if p["command_sink"] == "joint_trajectory":
+        joint_space = self.embodiment.name == "joint_position"
+        if not joint_space:
             self.create_subscription(
-                JointState, p["measured_joint_states_topic"], self._on_joints, state_qos, callback_group=inputs
+                PoseStamped, robot.state.current_pose_topic, self._on_state, state_qos, callback_group=inputs
             )
-            self.sink = JointTrajectorySink(
-                self, p["joint_trajectory_topic"], p["robot_type"], lambda: self._joints, 2 * self.command_period_s
+        self.create_subscription(
+            JointState, robot.state.gripper_joint_states_topic, self._on_gripper, state_qos, callback_group=inputs
+        )
+        if joint_space or robot.command.sink == "joint_trajectory":
+            self.create_subscription(
+                JointState,
+                robot.state.measured_joint_states_topic,
+                self._on_joints,
+                state_qos,
+                callback_group=inputs,
             )
-        else:
-            self.sink = PoseStampedSink(self, p["target_pose_topic"], p["frame_id"])
         try:
-            if p["gripper_sink"] == "width_topic":
-                self.gripper_sink = GripperWidthTopicSink(self, p["gripper_command_topic"])
-            elif p["gripper_sink"] == "franka_action":
-                self.gripper_sink = FrankaGripperActionSink(self, p["gripper_action_namespace"])
+            if robot.command.sink == "joint_trajectory":
+                self.sink = JointTrajectorySink(
+                    self, robot.command.topic, robot.robot_type, lambda: self._joints, 2 * self.command_period_s
+                )
+            else:
+                self.sink = PoseStampedSink(self, robot.command.topic, robot.frame_id)
+            if robot.gripper.sink == "width_topic":
+                self.gripper_sink = GripperWidthTopicSink(self, robot.gripper.topic)
+            elif robot.gripper.sink == "franka_action":
+                self.gripper_sink = FrankaGripperActionSink(self, robot.gripper.action_namespace)
             else:
                 self.gripper_sink = NoGripperSink()
         except SinkError as error:
@@ -414,9 +334,37 @@ class PolicyNode(Node):
             for camera in self.cameras
         }
         self.create_timer(self.command_period_s, self._on_command_timer, callback_group=self._command_group)
-        self.create_timer(1.0 / float(p["diagnostics_rate_hz"]), self._publish_diagnostics, callback_group=services)
+        self.create_timer(1.0 / settings.diagnostics_rate_hz, self._publish_diagnostics, callback_group=services)
         self.create_service(SetBool, "~/enable", self._on_enable, callback_group=services)
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services)
+
+    # ---------------------------------------------------------------- parameters
+
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        """Live safety limits and watchdog timeouts: all of a request's changes are
+        validated together by the config dataclass and applied under the command lock
+        (the next command is held to them), or the whole request is refused with the
+        dataclass's reason. Read-only parameters never reach here changed."""
+        changes: dict[str, dict[str, Any]] = {}
+        for parameter in parameters:
+            prefix = next((p for p in ("safety.", "watchdog.") if parameter.name.startswith(p)), None)
+            if prefix is None:
+                continue
+            changes.setdefault(prefix, {})[parameter.name] = parameter.value
+        if not changes:
+            return SetParametersResult(successful=True)
+        with self._command:
+            try:
+                limits = updated_dataclass(self.commander.limits, "safety.", changes.get("safety.", {}))
+                watchdog = updated_dataclass(self.commander.watchdog.config, "watchdog.", changes.get("watchdog.", {}))
+            except ParameterError as error:
+                self.get_logger().warning(f"refused parameter change {sorted(changes)}: {error}")
+                return SetParametersResult(successful=False, reason=str(error))
+            self.commander.set_limits(limits)
+            self.commander.watchdog.config = watchdog
+        described = {name: value for group in changes.values() for name, value in group.items()}
+        self.get_logger().warning(f"safety parameters changed live: {described}")
+        return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -439,20 +387,49 @@ class PolicyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def set_enabled(self, enabled: bool) -> None:
-        if enabled and not self.commander.enabled and self.params["reset_on_enable"]:
+        """Disabling stops commanding at once; enabling is applied by the worker between
+        ticks, after the new episode's reset when reset_on_enable is set."""
+        if not enabled:
+            with self._streams:
+                self._enable_pending = False
+            with self._command:
+                self.commander.set_enabled(False)
+            self.get_logger().info("commanding disabled")
+            return
+        if not self.commander.enabled and self.settings.reset_on_enable:
             self.reset_episode()
-        with self._command:
-            self.commander.set_enabled(enabled)
-        self.get_logger().info(f"commanding {'enabled' if enabled else 'disabled'}")
+        with self._streams:
+            self._enable_pending = True
+            self._streams.notify_all()
+        if self._worker is None:  # no worker (a test driving the node by hand): apply now
+            self._apply_requests()
 
     def reset_episode(self) -> None:
-        """Start a new episode: the latent returns to z_0, frame health and trajectory start over."""
-        with self._policy:
-            self.agent.reset()
+        """Start a new episode: commanding of the old trajectory stops at once, and the
+        worker returns the latent to z_0 and restarts frame health before its next tick."""
         with self._command:
+            self._episode += 1
             self.commander.reset()
-        if isinstance(self.sink, JointTrajectorySink):
-            self.sink.reset()
+            if isinstance(self.sink, JointTrajectorySink):
+                self.sink.reset()
+        with self._streams:
+            self._agent_reset_pending = True
+            self._streams.notify_all()
+        if self._worker is None:
+            self._apply_requests()
+
+    def _apply_requests(self) -> None:
+        """The worker's part of ~/reset and ~/enable, between ticks."""
+        with self._streams:
+            reset, enable = self._agent_reset_pending, self._enable_pending
+            self._agent_reset_pending = self._enable_pending = False
+        if reset:
+            with self._policy:
+                self.agent.reset()
+        if enable:
+            with self._command:
+                self.commander.set_enabled(True)
+            self.get_logger().info("commanding enabled")
 
     # ---------------------------------------------------------------- callbacks
 
@@ -466,24 +443,34 @@ class PolicyNode(Node):
             latest.msg, latest.arrival, latest.arrival_monotonic = msg, now, time.monotonic()
             self._streams.notify_all()
 
-    def _on_pose(self, msg: PoseStamped) -> None:
-        self._pose_message = (msg, self.now())  # one reference assignment: atomic
+    def _on_state(self, msg: PoseStamped) -> None:
+        self._state_message = (msg, self.now())  # one reference assignment: atomic
+
+    def _gripper(self) -> float:
+        return self._gripper_width if self._gripper_width is not None else float(self.commander.limits.gripper_max_m)
 
     def _refresh_inputs(self) -> None:
-        """Hand the newest robot pose and frame arrival to the commander (call with the
-        _command lock held); each pose message is converted once."""
-        latest = self._pose_message
-        if latest is not None and latest is not self._pose_converted:
-            self._pose_converted = latest
+        """Hand the newest measured state and frame arrival to the commander (call with the
+        _command lock held); each state message is converted once."""
+        latest = self._state_message
+        if latest is not None and latest is not self._state_converted:
+            self._state_converted = latest
             msg, arrival = latest
             try:
-                position, quat = msg_to_pose(msg)
+                if isinstance(msg, PoseStamped):
+                    position, quat = msg_to_pose(msg)
+                    state = np.concatenate([position, quat])
+                    taken = self.commander.update_state(arrival, position, quat, self._gripper())
+                else:
+                    state = msg_to_joint_positions(msg, self.robot.arm.joint_names)
+                    taken = self.commander.update_joint_state(arrival, state, self._gripper())
             except ConversionError as error:
-                self.get_logger().error(f"ignoring robot pose: {error}", throttle_duration_sec=1.0)
+                self.get_logger().error(f"ignoring robot state: {error}", throttle_duration_sec=1.0)
             else:
-                width = self._gripper_width if self._gripper_width is not None else float(self.params["gripper_max_m"])
-                self._pose_state = (position, quat, time_to_seconds(msg.header.stamp))
-                self.commander.update_state(arrival, position, quat, width)
+                if taken:
+                    self._proprio_state = (state, time_to_seconds(msg.header.stamp))
+                else:
+                    self.get_logger().error("ignoring a non-finite robot state", throttle_duration_sec=1.0)
         arrivals = [latest.arrival for latest in self._frames.values() if latest.arrival is not None]
         if arrivals:
             self.commander.note_observation(max(arrivals))
@@ -493,22 +480,23 @@ class PolicyNode(Node):
             self._gripper_width = float(msg.position[0] + msg.position[1])  # each finger is half the width
 
     def _on_joints(self, msg: JointState) -> None:
-        names = FRANKA_ARMS[self.params["robot_type"]].joint_names
+        if self.embodiment.name == "joint_position":
+            self._state_message = (msg, self.now())
         try:
-            self._joints = msg_to_joint_positions(msg, names)
+            self._joints = msg_to_joint_positions(msg, self.robot.arm.joint_names)
         except ConversionError as error:
             self.get_logger().error(f"ignoring joint state: {error}", throttle_duration_sec=1.0)
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self.set_enabled(bool(request.data))
         response.success = True
-        response.message = "enabled" if request.data else "disabled"
+        response.message = "enabled (from the next tick)" if request.data else "disabled"
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.reset_episode()
         response.success = True
-        response.message = "episode reset: latent back to z_0"
+        response.message = "episode reset: latent back to z_0 before the next tick"
         return response
 
     # --------------------------------------------------------------- commanding
@@ -534,7 +522,7 @@ class PolicyNode(Node):
     # ---------------------------------------------------------------- the tick
 
     def _run_worker(self) -> None:
-        trigger = self.params["tick_trigger"]
+        trigger = self.settings.tick_trigger
         period = self.tick_period_s
         frames = FrameTrigger(
             period, min(TICK_EARLY_S, 0.25 * period), min(TICK_LATE_S, 0.5 * period), time.monotonic()
@@ -543,6 +531,8 @@ class PolicyNode(Node):
         while not self._stop.is_set():
             with self._streams:
                 while not self._stop.is_set():
+                    if self._agent_reset_pending or self._enable_pending:
+                        break
                     t = time.monotonic()
                     if trigger == "timer":
                         due = anchor + period
@@ -557,11 +547,19 @@ class PolicyNode(Node):
                     self._streams.wait(timeout=wait)
                 if self._stop.is_set():
                     return
+                requests = self._agent_reset_pending or self._enable_pending
+            if requests:
+                self._apply_requests()
+                continue  # then wait for the tick that is due
             try:
                 self._tick()
+                self.consecutive_tick_failures = 0
             except Exception as error:  # a bad tick must not kill the loop; the watchdog stops the arm
                 if self._stop.is_set() or not rclpy.ok(context=self.context):
                     return
+                self.tick_failures += 1
+                self.consecutive_tick_failures += 1
+                self.last_tick_error = repr(error)
                 self.get_logger().error(f"policy tick failed: {error!r}", throttle_duration_sec=1.0)
 
     def _camera_inputs(self) -> dict[str, Any]:
@@ -577,10 +575,6 @@ class PolicyNode(Node):
             stamp = time_to_seconds(msg.header.stamp)
             try:
                 frame = compressed_msg_to_image(msg) if isinstance(msg, CompressedImage) else msg_to_image(msg)
-                if self.params["downscale_frames"]:
-                    size = self._camera_sizes[camera]
-                    if frame.shape[0] >= size[0] and frame.shape[1] >= size[1]:
-                        frame = resize_area(frame, *size)
                 inputs[camera] = CameraInput(frame, stamp)
             except ConversionError as error:
                 self.get_logger().error(f"camera {camera}: {error}", throttle_duration_sec=1.0)
@@ -590,12 +584,11 @@ class PolicyNode(Node):
     def _proprio(self) -> tuple[np.ndarray | None, float | None]:
         with self._command:
             self._refresh_inputs()
-            pose = self._pose_state
-        if pose is None:
+            state = self._proprio_state
+        if state is None:
             return None, None
-        position, quat, stamp = pose
-        width = self._gripper_width if self._gripper_width is not None else float(self.params["gripper_max_m"])
-        return np.concatenate([position, quat_to_rot6d(quat), [width]]), stamp
+        values, stamp = state
+        return self.embodiment.proprio(values[None], np.array([[self._gripper()]]))[0], stamp
 
     def _tick(self) -> None:
         started = time.perf_counter()
@@ -608,29 +601,37 @@ class PolicyNode(Node):
         cameras = self._camera_inputs()
         proprio, proprio_stamp = self._proprio()
         with self._command:
+            episode = self._episode
             # When nothing was commanded during the last token (disabled, watchdog), the
             # arm held still: tell the latent so, instead of what the last tick proposed.
+            # (The measured state is laid out as an action: both embodiments' proprio is
+            # their action vector, measured.)
             held = not self._commanded_since_tick and proprio is not None
             self._commanded_since_tick = False
         executed = np.tile(proprio, (self.spec.actions_per_token, 1)) if held else None
         with self._policy:
             result = self.agent.tick(now, cameras, proprio, proprio_stamp, executed_actions=executed)
+        for camera, problem in result.frame_errors.items():
+            self.get_logger().error(f"camera {camera}: {problem}", throttle_duration_sec=1.0)
         chunk = result.chunk
         with self._command:
+            if episode != self._episode:  # ~/reset or ~/enable during this tick: the chunk is the old episode's
+                self.discarded_chunks += 1
+                return
             self._last_chunk_dropped = self.commander.set_chunk(self.now(), chunk.stamps, chunk.actions)
             self._pending_latency = result.observation_stamp
         self._command_step()  # publish the new chunk's first command now, not at the next timer
         self._last_health = result.health
         self.tick_durations.append(time.perf_counter() - started)
         self.tick_count += 1
-        if self.params["debug_image"] and self._debug_pub.get_subscription_count() > 0:
+        if self.settings.debug_image and self._debug_pub.get_subscription_count() > 0:
             self._publish_debug_image(cameras, chunk.predicted_frames, result.observation_stamp)
         self._publish_predicted_frames(chunk.predicted_frames, result.observation_stamp)
 
     # -------------------------------------------------------------- diagnostics
 
     def _publish_debug_image(self, cameras: dict[str, Any], predicted: dict[str, np.ndarray], stamp: float) -> None:
-        size = int(self.params["debug_image_size"])
+        size = self.settings.debug_image_size
         rows = []
         for camera in self.cameras:
             frame = cameras[camera].frame
@@ -659,10 +660,14 @@ class PolicyNode(Node):
                 "command_status": step.status if step else "none",
                 "watchdog": "; ".join(step.reasons) if step and step.status == "watchdog" else "ok",
                 outputs.TICKS: str(self.tick_count),
+                "tick_failures": str(self.tick_failures),
+                "last_tick_error": self.last_tick_error,
+                "discarded_chunks": str(self.discarded_chunks),
                 "commands": str(counters.commands),
                 outputs.DROPPED_ACTIONS: str(counters.dropped_actions),
                 "dropped_actions_last_chunk": str(self._last_chunk_dropped),
                 "invalid_actions": str(counters.invalid_actions),
+                "invalid_states": str(counters.invalid_states),
                 outputs.REJECTED_COMMANDS: str(counters.rejected_commands),
                 outputs.ADJUSTED_COMMANDS: str(counters.adjusted_commands),
                 outputs.WATCHDOG_STOPS: str(counters.watchdog_stops),
@@ -675,8 +680,12 @@ class PolicyNode(Node):
         values["tick_latency_p99_ms"] = f"{percentile_ms(durations, 99):.2f}"
         values["command_latency_p50_ms"] = f"{percentile_ms(latencies, 50):.2f}"
         values["command_latency_p99_ms"] = f"{percentile_ms(latencies, 99):.2f}"
-        loop = DiagnosticStatus(name=outputs.loop_status_name(self.get_name()), hardware_id=self.params["robot_type"])
-        if step is not None and step.status in ("watchdog", "rejected"):
+        loop = DiagnosticStatus(name=outputs.loop_status_name(self.get_name()), hardware_id=self.robot.robot_type)
+        if self.consecutive_tick_failures >= 3:
+            # Every tick fails (a broken model, a bad frame every time): say so, not only "watchdog".
+            loop.level = DiagnosticStatus.ERROR
+            loop.message = f"{self.consecutive_tick_failures} ticks in a row failed: {self.last_tick_error}"
+        elif step is not None and step.status in ("watchdog", "rejected"):
             loop.level, loop.message = DiagnosticStatus.WARN, f"{step.status}: {'; '.join(step.reasons)}"
         else:
             loop.level = DiagnosticStatus.OK
@@ -743,12 +752,49 @@ def make_executor(kind: str, context: Any = None) -> Any:
     return SingleThreadedExecutor(context=context)
 
 
+def parameter_help() -> str:
+    """Every parameter with its default and meaning, from the config dataclasses."""
+    from policy.config_io import field_doc
+
+    lines = []
+    for prefix, (cls, live) in PARAMETER_GROUPS.items():
+        title = f"{cls.__module__}.{cls.__name__}" + (" (live: ros2 param set takes effect)" if live else "")
+        lines.append(f"\n{prefix or '<node>'} parameters, {title}:")
+        for item in fields(cls):
+            default = item.default
+            if prefix == "safety." and default is None:
+                default = "(robot description)"
+            elif prefix == "runner.":
+                default = f"{default!r} (or the checkpoint's)"
+            lines.append(f"  {prefix}{item.name} = {default}\n      {field_doc(item).doc}")
+    return "\n".join(lines)
+
+
+def parameter_table_markdown() -> str:
+    """The parameter table of docs/policy_node.md (a test keeps the doc equal to this)."""
+    from policy.config_io import field_doc
+
+    rows = ["| parameter | default | live | meaning |", "|---|---|---|---|"]
+    for prefix, (cls, live) in PARAMETER_GROUPS.items():
+        for item in fields(cls):
+            default = '""' if item.default == "" else item.default
+            if default is None:
+                default = "robot description"
+            elif prefix == "runner.":
+                default = f"checkpoint's, else {default}"
+            doc = field_doc(item)
+            meaning = doc.doc + (f" ({', '.join(doc.choices)})" if doc.choices else "")
+            rows.append(f"| `{prefix}{item.name}` | {default} | {'yes' if live else 'no'} | {meaning} |")
+    return "\n".join(rows)
+
+
 def _parse_cli(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="policy_node",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Example: ros2 run df_policy policy_node --ros-args -p checkpoint:=/data/ckpt -p start_enabled:=true",
+        epilog=parameter_help() + "\n\nExample: ros2 run df_policy policy_node --ros-args -p checkpoint:=/data/ckpt "
+        "-p robot_description:=fr3_sim -p start_enabled:=true",
     )
     parser.parse_args(argv)
 
@@ -767,7 +813,7 @@ def main(args: list[str] | None = None) -> None:
         rclpy.shutdown()
         sys.exit(2)
     node.start()
-    spin_until_shutdown(node, make_executor(str(node.params["executor"])), on_stop=node.stop)
+    spin_until_shutdown(node, make_executor(node.settings.executor), on_stop=node.stop)
 
 
 if __name__ == "__main__":

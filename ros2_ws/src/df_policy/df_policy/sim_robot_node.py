@@ -3,19 +3,20 @@
 Thin glue around `sim.hil.SimulatedRobot`: a worker thread ticks the simulation at the
 control rate, paced to wall time by `real_time_factor` (0 = as fast as possible), and
 publishes what each tick returns; subscriptions forward target poses and gripper
-widths; services reset an episode and report success. Topics and QoS: df_policy.qos.
+widths; services reset an episode and report success. QoS: df_policy.qos.
 
-Parameters (all can be set in config/sim_robot.yaml or with --ros-args -p name:=value):
+The robot's facts (cameras with their topics, sizes and rate, state topics and rates,
+the command and gripper topics, the base frame) come from its robot description, the
+same file the policy node and the recorder read.
+
+Parameters (config/sim_robot.yaml or --ros-args -p name:=value):
+  robot_description    robots/descriptions/<name>.yaml or a path (default fr3_sim)
   seed                 seed of the next episode; each reset uses it and then adds 1
   real_time_factor     1.0 = real time, 2.0 = twice as fast, 0 = unpaced
-  image_size           camera images are image_size x image_size rgb8
-  cameras              camera names (front, wrist)
-  camera_rate_hz, state_rate_hz, gripper_rate_hz, target_interpolation_s
+  target_interpolation_s   a new target pose is reached over this long
   clip_targets         clip targets outside the workspace instead of rejecting them
   fault_plan           a FaultPlan as JSON (applies from the next reset; "" = none)
   fault_plan_file      path to a JSON fault plan (used when fault_plan is empty)
-  frame_id, target_pose_topic, gripper_command_topic, current_pose_topic,
-  measured_joint_states_topic, gripper_joint_states_topic, camera_topic_format
 Services: ~/reset_episode (std_srvs/Trigger; message = episode info as JSON),
           ~/report_success (std_srvs/Trigger; success flag, message = report as JSON).
 """
@@ -49,31 +50,40 @@ from df_policy.conversions import (
     pose_to_msg,
 )
 from df_policy.node_main import spin_until_shutdown
+from robots.description import RobotDescription, RobotDescriptionError, load_robot_description
 from sim.env import EnvConfig
 from sim.faults import FaultPlan
 from sim.franka import FINGER_JOINT_NAMES, JOINT_NAMES
 from sim.hil import HilConfig, SimulatedRobot, TickOutput
 
 PARAMETER_DEFAULTS: dict[str, Any] = {
+    "robot_description": "fr3_sim",
     "seed": 0,
     "real_time_factor": 1.0,
-    "image_size": 96,
-    "cameras": ["front", "wrist"],
-    "camera_rate_hz": 10.0,
-    "state_rate_hz": 100.0,
-    "gripper_rate_hz": 15.0,
     "target_interpolation_s": 0.1,
     "clip_targets": False,
     "fault_plan": "",
     "fault_plan_file": "",
-    "frame_id": qos.FRAME_ID,
-    "target_pose_topic": qos.TARGET_POSE_TOPIC,
-    "gripper_command_topic": qos.GRIPPER_WIDTH_COMMAND_TOPIC,
-    "current_pose_topic": qos.CURRENT_POSE_TOPIC,
-    "measured_joint_states_topic": qos.MEASURED_JOINT_STATES_TOPIC,
-    "gripper_joint_states_topic": qos.GRIPPER_JOINT_STATES_TOPIC,
-    "camera_topic_format": "/camera/{camera}/color/image_raw",
 }
+# Fixed at start-up: a change would need a new simulator.
+FIXED_PARAMETERS = ("robot_description", "target_interpolation_s", "clip_targets")
+
+
+class SimRobotError(RuntimeError):
+    """The simulated robot cannot be built from this description; the message says why."""
+
+
+def simulated_cameras(robot: RobotDescription) -> tuple[tuple[str, ...], int, float]:
+    """The description's cameras as the simulator renders them: names, one square size,
+    one rate (the scene's renderer and HilConfig take one of each)."""
+    sizes = {(c.height, c.width) for c in robot.cameras}
+    rates = {c.rate_hz for c in robot.cameras}
+    if len(sizes) != 1 or len(rates) != 1 or next(iter(sizes))[0] != next(iter(sizes))[1]:
+        raise SimRobotError(
+            f"robot description {robot.source}: the simulator renders every camera square, at one size and "
+            f"rate; got sizes {sorted(sizes)} and rates {sorted(rates)}"
+        )
+    return robot.camera_names, next(iter(sizes))[0], next(iter(rates))
 
 
 def load_fault_plan(text: str, path: str) -> FaultPlan | None:
@@ -91,35 +101,45 @@ class SimRobotNode(Node):
         for key, value in PARAMETER_DEFAULTS.items():
             self.declare_parameter(key, value)
         p = {key: self.get_parameter(key).value for key in PARAMETER_DEFAULTS}
+        try:
+            robot = load_robot_description(str(p["robot_description"]))
+        except RobotDescriptionError as error:
+            raise SimRobotError(str(error)) from error
+        if robot.gripper.sink != "width_topic" or robot.command.sink != "pose":
+            raise SimRobotError(
+                f"robot description {robot.source}: the simulator takes pose targets (command.sink 'pose') and "
+                f"gripper widths (gripper.sink 'width_topic'), got {robot.command.sink!r} and {robot.gripper.sink!r}"
+            )
+        cameras, image_size, camera_rate_hz = simulated_cameras(robot)
+        self.description = robot
 
         self._lock = threading.Lock()
-        self._robot = SimulatedRobot(
-            EnvConfig(
-                image_size=int(p["image_size"]),
-                cameras=tuple(p["cameras"]),
-                clip_targets=bool(p["clip_targets"]),
-            ),
-            HilConfig(
-                camera_rate_hz=float(p["camera_rate_hz"]),
-                state_rate_hz=float(p["state_rate_hz"]),
-                gripper_rate_hz=float(p["gripper_rate_hz"]),
-                target_interpolation_s=float(p["target_interpolation_s"]),
-            ),
-        )
+        try:
+            self._robot = SimulatedRobot(
+                EnvConfig(image_size=image_size, cameras=cameras, clip_targets=bool(p["clip_targets"])),
+                HilConfig(
+                    camera_rate_hz=camera_rate_hz,
+                    state_rate_hz=robot.state.rate_hz,
+                    gripper_rate_hz=robot.state.gripper_rate_hz,
+                    target_interpolation_s=float(p["target_interpolation_s"]),
+                ),
+            )
+        except ValueError as error:
+            raise SimRobotError(f"robot description {robot.source}: {error}") from error
         self._robot.set_fault_plan(load_fault_plan(p["fault_plan"], p["fault_plan_file"]))
-        self._frame_id = str(p["frame_id"])
+        self._frame_id = robot.frame_id
         self._real_time_factor = float(p["real_time_factor"])
         self._pacing_reset = True
 
-        self._pose_pub = self.create_publisher(PoseStamped, p["current_pose_topic"], qos.robot_state_qos())
-        self._joints_pub = self.create_publisher(JointState, p["measured_joint_states_topic"], qos.robot_state_qos())
-        self._gripper_pub = self.create_publisher(JointState, p["gripper_joint_states_topic"], qos.reliable_qos())
+        state = robot.state
+        self._pose_pub = self.create_publisher(PoseStamped, state.current_pose_topic, qos.robot_state_qos())
+        self._joints_pub = self.create_publisher(JointState, state.measured_joint_states_topic, qos.robot_state_qos())
+        self._gripper_pub = self.create_publisher(JointState, state.gripper_joint_states_topic, qos.reliable_qos())
         self._image_pubs = {
-            camera: self.create_publisher(Image, p["camera_topic_format"].format(camera=camera), qos.image_qos())
-            for camera in p["cameras"]
+            camera.name: self.create_publisher(Image, camera.topic, qos.image_qos()) for camera in robot.cameras
         }
-        self.create_subscription(PoseStamped, p["target_pose_topic"], self._on_target_pose, qos.reliable_qos())
-        self.create_subscription(Float64, p["gripper_command_topic"], self._on_gripper_command, qos.reliable_qos())
+        self.create_subscription(PoseStamped, robot.command.topic, self._on_target_pose, qos.reliable_qos())
+        self.create_subscription(Float64, robot.gripper.topic, self._on_gripper_command, qos.reliable_qos())
         self.create_service(Trigger, "~/reset_episode", self._on_reset)
         self.create_service(Trigger, "~/report_success", self._on_report_success)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -191,9 +211,7 @@ class SimRobotNode(Node):
         return response
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        fixed = {"image_size", "cameras", "frame_id", "clip_targets"} | {
-            k for k in PARAMETER_DEFAULTS if k.endswith(("_topic", "_format", "_hz", "_s"))
-        }
+        fixed = set(FIXED_PARAMETERS)
         text = self.get_parameter("fault_plan").value
         path = self.get_parameter("fault_plan_file").value
         for param in params:
@@ -309,7 +327,14 @@ def main(args: list[str] | None = None) -> None:
 
     _parse_cli(remove_ros_args(argv)[1:])
     rclpy.init(args=argv)
-    node = SimRobotNode()
+    try:
+        node = SimRobotNode()
+    except SimRobotError as error:
+        from rclpy.logging import get_logger
+
+        get_logger("sim_robot").fatal(str(error))
+        rclpy.shutdown()
+        sys.exit(2)
     node.start()
     spin_until_shutdown(node, SingleThreadedExecutor(), on_stop=node.stop)
 

@@ -1,12 +1,12 @@
 """Where the policy node's commands go: pluggable arm and gripper sinks.
 
-Arm sinks take a safe `PoseCommand` (policy.commanding) at the command rate:
+Arm sinks take a safe `PoseCommand` or `JointCommand` (policy.commanding) at the command rate:
 - `pose`: geometry_msgs/PoseStamped for a Cartesian impedance controller (default
   `/target_pose`); the simulated robot takes the same topic.
 - `joint_trajectory`: trajectory_msgs/JointTrajectory for a JointTrajectoryController,
-  one point per command, solved by damped-least-squares IK on Franka's published
-  kinematics (robots.franka: FR3 and Panda share them; joint limits differ), seeded from
-  the measured joints.
+  one point per command: a joint-space policy's joints, or a pose solved by
+  damped-least-squares IK on Franka's published kinematics (robots.franka: FR3 and Panda
+  share them; joint limits differ), seeded from the measured joints.
 Gripper sinks take the commanded width (m) and decide when to send:
 - `width_topic`: std_msgs/Float64 (the simulator's `/franka_gripper/width_command`).
 - `franka_action`: franka_gripper's move / grasp actions on the robot (franka_msgs is
@@ -28,12 +28,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from df_policy import qos
 from df_policy.conversions import pose_to_msg
-from policy.commanding import PoseCommand
+from policy.commanding import JointCommand, PoseCommand
 from policy.geometry import quat_to_matrix
 from robots.franka import franka_arm, solve_ik
-
-ARM_SINKS = ("pose", "joint_trajectory")
-GRIPPER_SINKS = ("width_topic", "franka_action", "none")
 
 
 class SinkError(RuntimeError):
@@ -56,7 +53,8 @@ class PoseStampedSink:
 
 
 class JointTrajectorySink:
-    """One-point JointTrajectory per command for a JointTrajectoryController."""
+    """One-point JointTrajectory per command for a JointTrajectoryController (franka_ros2's
+    joint_trajectory_controller): a joint-space command as it is, a pose command through IK."""
 
     def __init__(
         self,
@@ -78,13 +76,16 @@ class JointTrajectorySink:
         self._publisher = node.create_publisher(JointTrajectory, topic, qos.reliable_qos(depth=1))
         self._logger = node.get_logger()
 
-    def send(self, command: PoseCommand) -> None:
-        seed = self._last_solution if self._last_solution is not None else self._measured_joints()
-        if seed is None:
-            self._logger.warning("joint_trajectory sink: no measured joint state yet", throttle_duration_sec=1.0)
-            return
-        q = solve_ik(command.position, quat_to_matrix(command.quat_xyzw), seed, self.limits)
-        self._last_solution = q
+    def send(self, command: PoseCommand | JointCommand) -> None:
+        if isinstance(command, JointCommand):  # a joint-space policy: the joints as they are
+            q = np.asarray(command.joints, dtype=np.float64)
+        else:
+            seed = self._last_solution if self._last_solution is not None else self._measured_joints()
+            if seed is None:
+                self._logger.warning("joint_trajectory sink: no measured joint state yet", throttle_duration_sec=1.0)
+                return
+            q = solve_ik(command.position, quat_to_matrix(command.quat_xyzw), seed, self.limits)
+            self._last_solution = q
         msg = JointTrajectory()
         msg.joint_names = list(self.joint_names)
         msg.points = [JointTrajectoryPoint(positions=[float(v) for v in q], time_from_start=self._point_time)]
