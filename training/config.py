@@ -60,8 +60,7 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         unresolved = _compose(hydra_overrides, file_of_group)
         config = _resolved(unresolved)
         if config.resume is not None:
-            defaults = _compose([], {})
-            given = _given_keys(parsed, unresolved, defaults)
+            given = _given_keys(parsed, unresolved, _compose([], {}), _chosen_groups(loader, hydra_overrides))
             config = _restore_run(config, given)
     check_config(config)
     return config
@@ -307,14 +306,22 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     return leaves
 
 
-def _given_keys(parsed: list[Any], unresolved: DictConfig, defaults: DictConfig) -> set[str]:
-    """The keys the command sets: those it changes from the defaults (an experiment's
-    settings), plus every key under a key or group it names, whatever the value."""
+def _chosen_groups(loader: Any, hydra_overrides: list[str]) -> list[str]:
+    """The groups whose option the command chose, itself or through an experiment (whose
+    `override /model: df` counts even where df is the default)."""
+    from hydra.types import RunMode
+
+    defaults = loader.compute_defaults_list(CONFIG_NAME, hydra_overrides, RunMode.RUN)
+    return [group for group in defaults.overrides.override_choices if group != "experiment"]
+
+
+def _given_keys(parsed: list[Any], unresolved: DictConfig, defaults: DictConfig, groups: list[str]) -> set[str]:
+    """The keys the command sets: those it changes from the defaults (an experiment's own
+    settings), and every key under a key it names or a group whose option it chose."""
     mine = _leaves(OmegaConf.to_container(unresolved, resolve=False))
     default = _leaves(OmegaConf.to_container(defaults, resolve=False))
     given = {key for key, value in mine.items() if default.get(key, object()) != value}
-    for override in parsed:
-        named = override.key_or_group
+    for named in [override.key_or_group for override in parsed] + groups:
         given |= {key for key in mine if key == named or key.startswith(f"{named}.")}
     return given
 
@@ -328,7 +335,7 @@ def _restore_run(requested: DictConfig, given: set[str]) -> DictConfig:
     from .schema import FROM_COMMAND, MUST_MATCH, on_resume, resume_changeable_keys
     from .state import find_resume_dir
 
-    run = find_resume_dir(str(requested.resume)).parent
+    run = find_resume_dir(str(requested.resume)).resolve().parent
     saved_file = run / "config.yaml"
     try:
         saved = _leaves(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True))
