@@ -118,27 +118,30 @@ def objective_config(config: DictConfig) -> ObjectiveConfig:
 
 # -- checking -------------------------------------------------------------------------------
 
-# Sections built into the policy's own dataclasses, whose checks then run on the composed
-# values (each names the field it refuses).
-_DATACLASS_CHECKS: tuple[tuple[str, Callable[[DictConfig], object]], ...] = (
-    ("task", policy_spec),
-    ("task.augmentation", lambda config: augmentation_config(config)),
-    ("model", model_config),
-    ("objective", objective_config),
-    ("evaluation.runner", lambda config: runner_config(config)),
-)
-
 
 def augmentation_config(config: DictConfig) -> Any:
+    """training.data.AugmentationConfig of the task."""
     from .data import AugmentationConfig
 
     return AugmentationConfig(**to_container(config.task.augmentation))
 
 
 def runner_config(config: DictConfig) -> Any:
+    """policy.runner.RunnerConfig of the closed-loop evaluation."""
     from policy.runner import RunnerConfig
 
     return RunnerConfig(**to_container(config.evaluation.runner))
+
+
+# Sections built into the policy's own dataclasses, whose checks then run on the composed
+# values (each names the field it refuses).
+_DATACLASS_CHECKS: tuple[tuple[str, Callable[[DictConfig], object]], ...] = (
+    ("task", policy_spec),
+    ("task.augmentation", augmentation_config),
+    ("model", model_config),
+    ("objective", objective_config),
+    ("evaluation.runner", runner_config),
+)
 
 
 def check_config(config: DictConfig) -> None:
@@ -202,9 +205,11 @@ def _checked_group_overrides(parsed: list[Any], loader: Any, copies: Path) -> tu
     groups = _groups(loader)
     overrides, search_path = [], [f"file://{copies}"]
     file_of_group: dict[str, str] = {}
+    # Hydra's own hydra.searchpath stays usable; options found there only Hydra can list.
+    own_search_path = [o.value() for o in parsed if o.key_or_group == "hydra.searchpath"]
     for override in parsed:
         group, value = override.key_or_group, override.value()
-        if group == "hydra.searchpath":  # Hydra's own way stays usable beside ours
+        if group == "hydra.searchpath":
             search_path += list(value)
             continue
         if group not in groups or override.is_delete() or value is None:
@@ -222,7 +227,7 @@ def _checked_group_overrides(parsed: list[Any], loader: Any, copies: Path) -> tu
             overrides.append(f"{override.input_line.split('=', 1)[0]}={GIVEN_FILE_OPTION}")
             continue
         choices = loader.get_group_options(group)
-        if value not in choices:
+        if value not in choices and not own_search_path:
             close = difflib.get_close_matches(value, choices, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise TrainingConfigError(
@@ -344,7 +349,7 @@ def _restore_run(requested: DictConfig, given: set[str]) -> DictConfig:
             f"cannot resume {run}: its configuration {saved_file} is unreadable: {error}"
         ) from None
     mine = _leaves(to_container(requested))
-    kept: dict[str, Any] = {}  # nested: what the run had
+    kept = OmegaConf.create()  # what the command takes from the run
     conflicts, unknown = [], []
     for key, run_value in saved.items():
         policy = on_resume(key)
@@ -352,31 +357,26 @@ def _restore_run(requested: DictConfig, given: set[str]) -> DictConfig:
             continue
         if key not in mine:
             unknown.append(key)
-            continue
-        if key in given and mine[key] != run_value:
+        elif key in given and mine[key] != run_value:
             if policy == MUST_MATCH:
                 conflicts.append(f"{key}: run has {run_value!r}, command has {mine[key]!r}")
-            continue
-        *parents, name = key.split(".")
-        node = kept
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[name] = run_value
+        else:
+            OmegaConf.update(kept, key, run_value, force_add=True)
     if unknown:
         raise TrainingConfigError(
             f"cannot resume {run}: {saved_file} holds settings this version does not take: {', '.join(unknown)}"
         )
-    try:
-        restored = OmegaConf.merge(requested, kept)
-    except OmegaConfBaseException as error:
-        raise TrainingConfigError(f"cannot resume {run}: {saved_file}: {_composition_error(error, {})}") from None
-    assert isinstance(restored, DictConfig)
     if conflicts:
         raise TrainingConfigError(
             f"cannot resume {run}: the command changes what the run was trained with:\n  - "
             + "\n  - ".join(conflicts)
             + f"\nA resumed run keeps its configuration; a command may set only {resume_changeable_keys()}."
         )
+    try:
+        restored = OmegaConf.merge(requested, kept)
+    except OmegaConfBaseException as error:
+        raise TrainingConfigError(f"cannot resume {run}: {saved_file}: {_composition_error(error, {})}") from None
+    assert isinstance(restored, DictConfig)
     if "run_dir" not in given:
         restored.run_dir = str(run)  # the resumed directory, wherever the run was started from
     return restored

@@ -233,3 +233,11 @@ def test_task_file_is_checked_like_a_builtin_one(tmp_path: Path, capsys: pytest.
 
 def test_task_file_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _refused_at_the_door([f"task={tmp_path / 'nowhere.yaml'}"], tmp_path, capsys, "no such file")
+
+
+def test_hydra_search_path_still_finds_a_task_folder(tmp_path: Path) -> None:
+    # Hydra's own way (a config root with a task/ folder) keeps working beside task=PATH.
+    (tmp_path / "task").mkdir()
+    (tmp_path / "task" / "legacy.yaml").write_text("defaults:\n  - swap_fruit_sim\n  - _self_\nname: legacy\n")
+    config = compose_config([f"hydra.searchpath=[file://{tmp_path}]", "task=legacy"])
+    assert config.task.name == "legacy"
