@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.config import TrainingConfigError, compose_config, group_choices, model_config
+from training.config import TrainingConfigError, compose_config, group_choices, model_config, objective_config
 from training.train import main
 from training.trainer import Trainer
 
@@ -241,3 +241,27 @@ def test_hydra_search_path_still_finds_a_task_folder(tmp_path: Path) -> None:
     (tmp_path / "task" / "legacy.yaml").write_text("defaults:\n  - swap_fruit_sim\n  - _self_\nname: legacy\n")
     config = compose_config([f"hydra.searchpath=[file://{tmp_path}]", "task=legacy"])
     assert config.task.name == "legacy"
+
+
+def test_sections_fed_to_a_dataclass_take_its_keys_and_defaults() -> None:
+    # One fact, one place: the schema copies these from the dataclass, and an unset key
+    # (config.yaml leaves `objective` empty) gets the dataclass's default.
+    from dataclasses import MISSING, fields
+
+    from policy.model import ModelConfig
+    from policy.objective import ObjectiveConfig
+    from policy.runner import RunnerConfig
+    from training.data import AugmentationConfig
+    from training.schema import AugmentationSchema, ModelSchema, ObjectiveSchema, RunnerSchema
+
+    def defaults(cls: type) -> dict[str, object]:
+        return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+    for schema, source in [
+        (ModelSchema, ModelConfig),
+        (ObjectiveSchema, ObjectiveConfig),
+        (RunnerSchema, RunnerConfig),
+        (AugmentationSchema, AugmentationConfig),
+    ]:
+        assert {k: v for k, v in defaults(schema).items() if k != "variant"} == defaults(source)
+    assert objective_config(compose_config([])) == ObjectiveConfig()
