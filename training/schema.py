@@ -184,6 +184,14 @@ class TrainingSchema:
     overwrite: bool = setting(on_resume=FROM_COMMAND)
 
 
+def schema_defaults() -> dict[str, Any]:
+    """The schema's defaults: those it takes from the policy's dataclasses ('???' where the
+    YAML files must give the value). A cache of trained runs hashes them with the YAML."""
+    defaults = OmegaConf.to_container(OmegaConf.structured(TrainingSchema))
+    assert isinstance(defaults, dict)
+    return defaults  # type: ignore[return-value]
+
+
 def register_schema() -> None:
     """Make `training_schema` (config.yaml's first default) known to Hydra; idempotent."""
     from hydra.core.config_store import ConfigStore

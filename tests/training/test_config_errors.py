@@ -265,3 +265,18 @@ def test_sections_fed_to_a_dataclass_take_its_keys_and_defaults() -> None:
     ]:
         assert {k: v for k, v in defaults(schema).items() if k != "variant"} == defaults(source)
     assert objective_config(compose_config([])) == ObjectiveConfig()
+
+
+def test_the_benchmark_cache_sees_the_defaults_the_schema_takes_from_dataclasses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # config.yaml leaves `objective` to ObjectiveConfig: a change of its defaults must
+    # still retrain bench-paper's cached runs.
+    from benchmarks import bench_paper
+    from training import schema
+
+    before = bench_paper._training_config_digest()
+    changed = schema.schema_defaults()
+    changed["objective"]["future_token_prob"] = 0.25
+    monkeypatch.setattr(schema, "schema_defaults", lambda: changed)
+    assert bench_paper._training_config_digest() != before
