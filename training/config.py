@@ -282,15 +282,17 @@ def _composition_error(error: Exception, file_of_group: dict[str, str]) -> str:
             if option == GIVEN_FILE_OPTION
             else f" (in {CONFIG_DIR / source.group(1)}.yaml)"
         )
+    merging = re.match(r"(?:Error merging override |Could not override ')([^=']+)", str(error))
+    named = merging.group(1).lstrip("+") if merging else ""
+    if key and merging and not (key.startswith(named) or named.startswith(key)):
+        # A key inside a value given whole (task.action=[{...}]) comes without its path.
+        return f"{merging.group(1)}: {str(cause).splitlines()[0]}"
     if key and isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in" in str(cause):
         return unknown_key_message(key, where)
     if key and isinstance(cause, ValidationError):
-        merging = re.match(r"Error merging override [^=]+=(.*)", str(error))
-        value = merging.group(1) if merging else repr(getattr(cause, "value", None))
-        expected = expected_type(key)
-        if expected == "a known key":  # a key inside a value given whole, e.g. task.action=[...]
-            return f"{str(error).splitlines()[0]}: {str(cause).splitlines()[0]}"
-        return f"{key}={value} is not {expected}{where}"
+        given = re.match(rf"Error merging override \+*{re.escape(key)}=(.*)", str(error))
+        value = given.group(1) if given else repr(getattr(cause, "value", None))
+        return f"{key}={value} is not {expected_type(key)}{where}"
     # Hydra's search path listing is noise here; a given file appears under its option name.
     text = str(error).split("\nConfig search path:")[0].strip()
     for group, path in file_of_group.items():

@@ -54,6 +54,7 @@ NON_NEGATIVE = Check(">= 0", lambda value: value >= 0)
 AT_LEAST_ONE = Check(">= 1", lambda value: value >= 1)
 PROBABILITY = Check("in [0, 1]", lambda value: 0 <= value <= 1)
 FRACTION_BELOW_ONE = Check("in [0, 1)", lambda value: 0 <= value < 1)
+NOT_EMPTY = Check("a non-empty list", lambda value: len(value) > 0)
 ADAM_BETAS = Check("two numbers in [0, 1)", lambda value: len(value) == 2 and all(0 <= b < 1 for b in value))
 DEVICE = Check("auto, cpu, cuda or cuda:N", lambda value: re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is not None)
 
@@ -114,7 +115,7 @@ class TaskSchema:
     image_size: int = setting()
     channels: int = setting()
     proprio_dim: int = setting()
-    action: list[ActionComponentSchema] = setting()  # noqa: RUF009 (setting() is a dataclasses.field)
+    action: list[ActionComponentSchema] = setting(NOT_EMPTY)  # noqa: RUF009 (setting() is a dataclasses.field)
     actions_per_token: int = setting()
     token_period_s: float = setting()
     tolerance_s: float | None = setting(POSITIVE)
@@ -270,7 +271,7 @@ def expected_type(key: str) -> str:
     if len(kinds) != len([p for p in dotted.split(".") if not p.isdigit()]):
         return "a known key"
     kind = kinds[-1]
-    if dotted != key and typing.get_origin(kind) is list:
+    if dotted != key and typing.get_origin(kind) in (list, tuple):
         kind = typing.get_args(kind)[0]
     return _describe_type(kind)
 

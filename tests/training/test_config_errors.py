@@ -129,6 +129,9 @@ def test_misspelt_experiment_is_refused_with_the_close_match(
         ("optim.betas=[0.9]", ["optim.betas=[0.9]", "two numbers in [0, 1)"]),
         ("device=gpu", ["device='gpu'", "auto, cpu, cuda or cuda:N"]),
         ("evaluation.runner.horizon=0", ["evaluation.runner.horizon", ">= 1"]),
+        ("model.encoder_channels=[8,x]", ["model.encoder_channels[1]='x'", "is not an integer"]),
+        ("task.action=[]", ["task.action=[]", "must be a non-empty list"]),
+        ("task.action=[{name: a, size: 2, extra: 1}]", ["task.action", "'extra'"]),
     ],
 )
 def test_wrong_type_or_range_names_key_value_and_expectation(
@@ -137,7 +140,9 @@ def test_wrong_type_or_range_names_key_value_and_expectation(
     _refused_at_the_door([override], tmp_path, capsys, *expected)
 
 
-@pytest.mark.parametrize("override", ["optim.learning_rate=1e-3", "+optim.learning_rate=1e-3"])
+@pytest.mark.parametrize(
+    "override", ["optim.learning_rate=1e-3", "+optim.learning_rate=1e-3", "optim.learning_rate.warmup=1"]
+)
 def test_unknown_key_names_the_section_keys(override: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _refused_at_the_door([override], tmp_path, capsys, "optim.learning_rate is not a configuration key", "lr, ")
 
