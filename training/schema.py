@@ -105,9 +105,13 @@ class ActionComponentSchema:
 @dataclass
 class TaskSchema:
     """Every key a task YAML (training/conf/task/*.yaml, or a file given as task=PATH) may
-    hold. A new task key is declared here, in the same change that adds it to a task
-    YAML; a key that moves out of the task YAMLs is removed here. The camera, image and
-    action checks live in policy.spec (run on the composed values by training.config)."""
+    hold: the one place task keys are declared.
+
+    Adding a task key: declare it here (its type, and a Check when it has a range) in the
+    same change that adds it to the task YAMLs; a key that leaves them leaves here too.
+    tests/training/test_config_errors.py::test_every_builtin_option_fits_the_schema fails
+    until both agree. The camera, image and action checks live in policy.spec (run on the
+    composed values by training.config)."""
 
     name: str = setting()
     dataset: str = setting(on_resume=MAY_CHANGE)  # the resume state's dataset fingerprint guards the data
