@@ -124,3 +124,8 @@ def test_resume_from_the_run_directory_alone_continues_bit_for_bit(
     assert main([f"resume={tmp_path / 'split'}", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["step"] == 6
     assert_same_training_state(tmp_path / "straight", tmp_path / "split")
+
+
+def test_resume_from_a_directory_without_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([f"resume={tmp_path / 'nowhere'}"]) == 2
+    assert "no resume/state.json there" in capsys.readouterr().err
