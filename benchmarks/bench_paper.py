@@ -114,15 +114,19 @@ class Job:
 def _training_config_digest() -> str:
     """A digest of the trainer's config tree: a run cached under other defaults (a new
     learning rate, say) is retrained. The parsed values are hashed, not the bytes, so a
-    reworded comment keeps the cache. Code changes are not seen; `--out` elsewhere or
-    deleting `runs/` redoes everything."""
+    reworded comment keeps the cache; so are the defaults the config schema takes from
+    the policy's dataclasses (the objective's). Other code changes are not seen; `--out`
+    elsewhere or deleting `runs/` redoes everything."""
     import yaml
+
+    from training.schema import schema_defaults
 
     digest = hashlib.sha256()
     conf = ROOT / "training" / "conf"
     for path in sorted(conf.rglob("*.yaml")):
         values = json.dumps(yaml.safe_load(path.read_text()), sort_keys=True)
         digest.update(str(path.relative_to(conf)).encode() + b"\0" + values.encode())
+    digest.update(json.dumps(schema_defaults(), sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 

@@ -225,8 +225,8 @@ class RobotDescription:
                 token_period_s=float(token_period_s),
                 embodiment=model.name,
             )
-        except (TypeError, ValueError) as error:
-            raise RobotDescriptionError(f"policy spec for robot {self.name!r}: {error}") from error
+        except (TypeError, ValueError) as error:  # the spec's own message names the field
+            raise RobotDescriptionError(str(error)) from error
         self.check_policy_spec(spec, "the task's policy spec")
         return spec
 

@@ -12,24 +12,28 @@ import logging
 import sys
 import textwrap
 
-from .config import CONFIG_DIR, TrainingConfigError, build_evaluator, compose_config
+from .config import CONFIG_DIR, TrainingConfigError, build_evaluator, compose_config, group_choices
 
-EPILOG = textwrap.dedent(
+# What each config group sets; its options are listed from training/conf when --help runs.
+GROUP_SUMMARIES = {
+    "task": "cameras, image size, rates, action spec, dataset path, augmentation",
+    "model": "the DF policy and its baselines (same code, other ModelConfig values)",
+    "optim": "lr, warmup, cosine decay, batch size, EMA, gradient clipping, amp",
+    "logging": "progress bar, TensorBoard, checkpoint interval",
+    "evaluation": "validation loss and closed-loop simulator episodes",
+    "experiment": "presets: a task, a model and their settings",
+}
+
+EXAMPLES = textwrap.dedent(
     """\
-    configuration groups (training/conf):
-      task=swap_fruit_sim        cameras, image size, rates, action spec, dataset path, augmentation
-      model=df|memoryless|teacher_forcing|tiny
-                                 the DF policy and its baselines (same code, other ModelConfig values)
-      optim=adamw                lr, warmup, cosine decay, batch size, EMA, gradient clipping, amp
-      logging=default            progress bar, TensorBoard, checkpoint interval
-      evaluation=default         validation loss and closed-loop simulator episodes
-      experiment=swap_fruit|swap_fruit_memoryless|swap_fruit_teacher_forcing   presets
+    Each group also takes a path to a YAML file, e.g. task=/path/to/my_task.yaml (see docs/training.md).
 
     examples:
       python -m training.train experiment=swap_fruit task.dataset=data/swap_fruit.zarr
       python -m training.train experiment=swap_fruit_memoryless task.dataset=data/swap_fruit.zarr \\
           evaluation.sim_episodes=50
-      python -m training.train resume=outputs/swap_fruit-df          (continue a run exactly)
+      python -m training.train task=my_task.yaml task.dataset=data/my_task.zarr   (a task file of your own)
+      python -m training.train resume=outputs/swap_fruit-df     (continue a run exactly, with its own configuration)
       python -m torch.distributed.run --nproc_per_node=4 -m training.train experiment=swap_fruit \\
           task.dataset=/data/swap_fruit.zarr device=cuda
       python -m training.train --cfg model=tiny                     (print the resolved config)
@@ -37,11 +41,21 @@ EPILOG = textwrap.dedent(
 )
 
 
+def _epilog() -> str:
+    lines = ["configuration groups (training/conf):"]
+    order = list(GROUP_SUMMARIES)
+    groups = sorted(group_choices().items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+    for group, choices in groups:
+        lines.append(f"  {group}={'|'.join(choices)}")
+        lines.append(f"      {GROUP_SUMMARIES.get(group, '')}".rstrip())
+    return "\n".join(lines) + "\n\n" + EXAMPLES
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfstack train",
         description=f"Train the causal Diffusion Forcing policy on an episode store (Hydra config tree: {CONFIG_DIR}).",
-        epilog=EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny optim.total_steps=200")

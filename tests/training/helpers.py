@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
 
 from data_collection.recorder import Recorder, RecorderConfig
 from data_collection.schema import StoreSettings, fr3_stream_specs
@@ -95,3 +97,14 @@ def tiny_overrides(dataset: Path, run_dir: Path, **extra: object) -> list[str]:
     }
     values.update(extra)
     return [f"{key}={value}" for key, value in values.items()]
+
+
+def assert_same_training_state(expected_run: Path, resumed_run: Path) -> None:
+    """The resume states of two runs hold the same weights, EMA and AdamW moments: what
+    N steps + resume + N steps must leave, against 2N steps in one go."""
+    for name in ("model", "ema", "optimizer"):
+        expected = load_file(str(expected_run / "resume" / f"{name}.safetensors"))
+        resumed = load_file(str(resumed_run / "resume" / f"{name}.safetensors"))
+        assert expected.keys() == resumed.keys()
+        for key in expected:
+            torch.testing.assert_close(resumed[key], expected[key], rtol=1e-6, atol=1e-7, msg=f"{name} {key}")
