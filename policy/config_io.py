@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -14,6 +14,14 @@ def dataclass_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown {what} keys {unknown}; known keys are {sorted(known)}")
+    required = [
+        f.name
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.default is MISSING and f.default_factory is MISSING and f.init
+    ]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"missing {what} keys {missing}; known keys are {sorted(known)}")
     return cls(**data)
 
 

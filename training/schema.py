@@ -58,8 +58,14 @@ NOT_EMPTY = Check("a non-empty list", lambda value: len(value) > 0)
 ADAM_BETAS = Check("two numbers in [0, 1)", lambda value: len(value) == 2 and all(0 <= b < 1 for b in value))
 IMAGE_SIZE = Check(
     "a number of pixels >= 8 or [height, width]",
-    lambda value: (isinstance(value, int) and value >= 8)
-    or (isinstance(value, list | ListConfig) and len(value) == 2 and all(isinstance(v, int) and v >= 8 for v in value)),
+    lambda value: (
+        (isinstance(value, int) and value >= 8)
+        or (
+            isinstance(value, list | ListConfig)
+            and len(value) == 2
+            and all(isinstance(v, int) and v >= 8 for v in value)
+        )
+    ),
 )
 CROPS = Check(
     "camera: [top, left, height, width] with each a whole number of pixels",
