@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -152,10 +151,3 @@ def test_cli_help_lists_commands(capsys):
     text = capsys.readouterr().out
     for command in ("info", "validate", "repair", "delete", "view"):
         assert command in text
-
-
-def test_bench_recorder_quick(tmp_path):
-    from benchmarks.bench_recorder import main
-
-    assert shutil.which("true")  # nothing else needed: the bench makes its own data
-    assert main(["--quick", "--seconds", "2", "--workdir", str(tmp_path), "--reader-seconds", "0.2"]) == 0

@@ -1,4 +1,6 @@
-"""The synthetic memory task: trained on the CPU inside the suite.
+"""The synthetic memory task, trained on the CPU: `make test-slow` and `make demo-memory`
+(three models of 600 steps each: minutes on a quiet machine, far more on a busy one, so
+not in `make test`).
 
 A cue at the start decides the action many steps later. The DF policy must
 remember it; the memoryless variant cannot; with 30% of frames corrupted, DF
@@ -16,6 +18,8 @@ EPISODES = 150
 CORRUPTION = 0.3
 # Few denoising steps keep evaluation quick; the schedule is chosen at run time.
 EVAL_RUNNER = RunnerConfig(schedule="autoregressive", horizon=1, steps=5, carry=False)
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
