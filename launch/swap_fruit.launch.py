@@ -67,6 +67,10 @@ def generate_launch_description() -> LaunchDescription:
         name="policy_node",
         namespace=arg("namespace"),
         output="screen",
+        # A node whose executor got stuck exits with code 1 (its stall_timeout_s watchdog):
+        # launch starts a fresh one, which waits disabled unless start_enabled is true.
+        respawn=True,
+        respawn_delay=2.0,
         parameters=[
             policy_config,
             {

@@ -15,6 +15,7 @@ gets out.
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -51,22 +52,53 @@ def stop_requested_by_signal() -> Iterator[threading.Event]:
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
+STALL_EXIT_CODE = 1  # faulthandler's: the process ends with _exit(1) after dumping every thread's stack
+
+
+class StallWatchdog:
+    """Ends the process when the spin loop stops coming round: the executor is stuck
+    inside the middleware or a callback (a huge sample from another DDS once held Fast DDS
+    for minutes, the node deaf to Ctrl-C). It is Python's faulthandler watchdog, a C thread
+    that needs neither the GIL nor the main thread: after `timeout_s` without `feed()` it
+    dumps every thread's stack to stderr and exits with STALL_EXIT_CODE, so that commands
+    stop for certain and launch can respawn the node (`respawn=True`)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"the stall timeout must be > 0 s, got {timeout_s}")
+        self.timeout_s = timeout_s
+
+    def feed(self) -> None:
+        faulthandler.dump_traceback_later(self.timeout_s, repeat=False, exit=True)
+
+    def stop(self) -> None:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def spin_until_shutdown(
     node: Node,
     executor: Any,
     should_stop: Callable[[], bool] = lambda: False,
     on_stop: Callable[[], None] = lambda: None,
+    stall_timeout_s: float = 0.0,
 ) -> None:
     """Spin `node` on `executor`; on the way out call `on_stop` (the node's own threads),
-    shut the executor down without waiting for ever, destroy the node, shut rclpy down."""
+    shut the executor down without waiting for ever, destroy the node, shut rclpy down.
+    With `stall_timeout_s` > 0 the process exits (STALL_EXIT_CODE) when one turn of the
+    spin loop takes longer than that (StallWatchdog)."""
     executor.add_node(node)
+    watchdog = StallWatchdog(stall_timeout_s) if stall_timeout_s > 0 else None
     with stop_requested_by_signal() as signalled:
         try:
             while rclpy.ok() and not signalled.is_set() and not should_stop():
+                if watchdog is not None:
+                    watchdog.feed()
                 executor.spin_once(timeout_sec=0.1)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             on_stop()
             executor.shutdown(timeout_sec=2.0)
             node.destroy_node()

@@ -813,7 +813,9 @@ def main(args: list[str] | None = None) -> None:
         rclpy.shutdown()
         sys.exit(2)
     node.start()
-    spin_until_shutdown(node, make_executor(node.settings.executor), on_stop=node.stop)
+    spin_until_shutdown(
+        node, make_executor(node.settings.executor), on_stop=node.stop, stall_timeout_s=node.settings.stall_timeout_s
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ class PolicyNodeSettings:
     start_enabled: bool = documented(False, "command the arm at once (false: wait for ~/enable)")
     reset_on_enable: bool = documented(True, "~/enable(true) starts a new episode (latent back to z_0)")
     executor: str = documented("single", "what spins the callbacks: single or multi (3 threads)", choices=EXECUTORS)
+    stall_timeout_s: float = documented(
+        5.0,
+        "exit (code 1, stacks on stderr) when the executor is stuck this long, so launch respawns the node; 0: never",
+        low=0.0,
+    )
     diagnostics_rate_hz: float = documented(2.0, "/diagnostics messages per second", low=0.0)
     debug_image: bool = documented(True, "publish ~/debug_image (each camera next to its predicted frame)")
     debug_image_size: int = documented(96, "size of each tile of the debug image (px)", low=8)
