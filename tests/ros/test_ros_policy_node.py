@@ -501,3 +501,45 @@ def test_declared_parameters_are_the_config_dataclasses_fields(harness: Harness)
     descriptor = harness.policy.describe_parameter("safety.max_step_m")
     assert "between two commands" in descriptor.description and not descriptor.read_only
     assert harness.policy.describe_parameter("runner.horizon").read_only
+
+
+def test_an_oversized_image_from_another_dds_never_freezes_the_node(harness: Harness) -> None:
+    """A 3840x2160 frame (25 MB) from a Cyclone DDS writer on the front camera's topic,
+    twice: the node takes it like any frame (crop and resize) and keeps ticking and
+    commanding through and after it."""
+    pytest.importorskip("cyclonedds")
+    import os
+
+    from cyclone_image_publisher import CYCLONE_LOOPBACK
+
+    harness.start_episode(None)
+    harness.wait_for(lambda: len(harness.commands) > 5, 10.0, "commands before the oversized frames")
+    topic = harness.policy.robot.camera("front").topic
+    oversized: list[int] = []
+    harness.probe.create_subscription(
+        Image, topic, lambda msg: oversized.append(msg.height) if msg.height == 2160 else None, qos.image_qos()
+    )
+    publisher = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("cyclone_image_publisher.py")), topic, "2160", "3840", "2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CYCLONEDDS_URI": CYCLONE_LOOPBACK},
+    )
+    try:
+        written = [publisher.stdout.readline() for _ in range(2)]
+        assert written == ["wrote 0\n", "wrote 1\n"], written
+        ticks, commands = harness.policy.tick_count, len(harness.commands)
+        harness.wait_for(
+            lambda: harness.policy.tick_count >= ticks + 3 and len(harness.commands) >= commands + 20,
+            30.0,
+            "ticks and commands after the oversized frames",
+        )
+        harness.wait_for(
+            lambda: bool(oversized), 30.0, "an oversized frame delivered over DDS (a subscriber like the node's)"
+        )
+    finally:
+        publisher.stdin.close()
+        publisher.wait(timeout=30)
+    assert harness.unsafe_commands() == []
+    assert harness.policy.tick_failures == 0, harness.policy.last_tick_error
