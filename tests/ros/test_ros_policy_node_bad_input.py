@@ -125,3 +125,27 @@ def test_undecodable_frames_are_decode_errors_and_the_debug_image_keeps_coming(t
         assert (received[0].height, received[0].width) == (32, 32)  # two cameras, each frame next to its prediction
     finally:
         harness.close()
+
+
+def test_a_frame_of_another_size_than_the_robot_description_says_is_unusable(tmp_path: Path) -> None:
+    """A 4K frame on a 96 px camera's topic (another driver, a wrong profile) is refused by
+    its header, before it costs the tick a decode and a half-second resize."""
+    harness = RosHarness()
+    node = PolicyNode(
+        parameter_overrides=[Parameter("checkpoint", value=str(tiny_checkpoint(tmp_path / "ckpt")))],
+        context=harness.context,
+    )
+    try:
+        huge = Image(encoding="rgb8", width=3840, height=2160, step=3840 * 3)  # no pixels needed: the header decides
+        huge.header.stamp = image_to_msg(np.zeros((1, 1, 3), np.uint8), 1.0).header.stamp
+        described = node.robot.camera("wrist")
+        fitting = image_to_msg(np.full((described.height, described.width, 3), 90, np.uint8), 1.0)
+        node._on_frame("front", huge)
+        node._on_frame("wrist", fitting)
+        node._tick()
+        health = node._last_health
+        assert health["front"].level == node.agent.K and "decode_error" in {i.value for i in health["front"].issues}
+        assert "decode_error" not in {i.value for i in health["wrist"].issues}
+    finally:
+        node.destroy_node()
+        harness.close()

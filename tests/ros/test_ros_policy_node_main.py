@@ -30,6 +30,7 @@ from policy.checkpoint import save_checkpoint  # noqa: E402
 from policy.geometry import matrix_to_quat  # noqa: E402
 from policy.model import DFPolicyModel, ModelConfig  # noqa: E402
 from policy.normalizer import Normalizer  # noqa: E402
+from robots.description import load_robot_description  # noqa: E402
 from training.config import task_policy_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +88,7 @@ def test_main_runs_enables_and_stops_on_sigint(checkpoint: Path, executor: str) 
     pose = node.create_publisher(PoseStamped, qos.CURRENT_POSE_TOPIC, qos.robot_state_qos())
     stop = threading.Event()
     rng = np.random.default_rng(0)
+    size = load_robot_description("fr3_sim").camera("front").height  # the node's default robot
 
     def robot() -> None:
         quat = matrix_to_quat(np.diag([1.0, -1.0, -1.0]))
@@ -94,7 +96,7 @@ def test_main_runs_enables_and_stops_on_sigint(checkpoint: Path, executor: str) 
             now = node.get_clock().now().nanoseconds * 1e-9
             pose.publish(pose_to_msg([0.45, 0.0, 0.3], quat, now, qos.FRAME_ID))
             for camera, publisher in images.items():
-                publisher.publish(image_to_msg(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), now, camera))
+                publisher.publish(image_to_msg(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), now, camera))
             stop.wait(0.02)
 
     def wait_for(condition, timeout: float, what: str) -> None:

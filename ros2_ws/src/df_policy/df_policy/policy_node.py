@@ -573,6 +573,17 @@ class PolicyNode(Node):
                 inputs[camera] = CameraInput(None, None)
                 continue
             stamp = time_to_seconds(msg.header.stamp)
+            described = self.robot.camera(camera)
+            if isinstance(msg, Image) and (msg.height, msg.width) != (described.height, described.width):
+                # Not the camera the robot description names (another driver, a wrong profile,
+                # a 4K frame that would cost the tick half a second): unusable, said plainly.
+                self.get_logger().error(
+                    f"camera {camera}: a {msg.width}x{msg.height} frame, the robot description "
+                    f"{self.robot.source} says {described.width}x{described.height}: ignored (k = K)",
+                    throttle_duration_sec=1.0,
+                )
+                inputs[camera] = CameraInput(None, stamp, decode_error=True)
+                continue
             try:
                 frame = compressed_msg_to_image(msg) if isinstance(msg, CompressedImage) else msg_to_image(msg)
                 inputs[camera] = CameraInput(frame, stamp)
