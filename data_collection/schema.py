@@ -15,9 +15,12 @@ import signal
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # robots.description reads YAML: not on this module's import path
+    from robots.description import RobotDescription
 
 SCHEMA_NAME = "df-stack.episode-store"
 # Bump on any change a reader of the old version would misread; `EpisodeStore.open`
@@ -136,12 +139,14 @@ def fr3_stream_specs(
     gripper_rate_hz: float = 15.0,
     command_rate_hz: float = 100.0,
     teleop_rate_hz: float = 100.0,
+    joint_names: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8)),
 ) -> list[StreamSpec]:
     """The streams of a (real or simulated) FR3 demonstration. The names are the contract
     with the simulator and the ROS recorder node; `mapping.FeatureMapping` turns them
-    into the policy's proprioception and action vectors."""
+    into the policy's proprioception and action vectors. `joint_names` name the fields of
+    `joint_states` (a Panda's differ)."""
     height, width = image_shape
-    joints = [f"fr3_joint{i}" for i in range(1, 8)]
+    joints = list(joint_names)
     streams = [
         StreamSpec(name, IMAGE, (height, width, 3), camera_rate_hz, "rgb8", description=f"{name} camera")
         for name in camera_names
@@ -158,7 +163,7 @@ def fr3_stream_specs(
         StreamSpec(
             "joint_states",
             VECTOR,
-            (14,),
+            (2 * len(joints),),
             state_rate_hz,
             fields=tuple(f"{j}.position" for j in joints) + tuple(f"{j}.velocity" for j in joints),
             description="measured joint positions (rad) and velocities (rad/s)",
@@ -189,6 +194,32 @@ def fr3_stream_specs(
         ),
     ]
     return streams
+
+
+def robot_stream_specs(robot: RobotDescription, command_rate_hz: float, teleop_rate_hz: float) -> list[StreamSpec]:
+    """The streams of a demonstration on the robot a description describes: one per
+    camera at its native size and rate, the state at the description's rates, its arm's
+    joints; the command and teleop input at the recorder's own control rate."""
+    cameras = [
+        StreamSpec(
+            camera.name,
+            IMAGE,
+            (camera.height, camera.width, 3),
+            camera.rate_hz,
+            "rgb8",
+            description=f"{camera.name} camera ({camera.topic})",
+        )
+        for camera in robot.cameras
+    ]
+    state = fr3_stream_specs(
+        camera_names=(),
+        state_rate_hz=robot.state.rate_hz,
+        gripper_rate_hz=robot.state.gripper_rate_hz,
+        command_rate_hz=command_rate_hz,
+        teleop_rate_hz=teleop_rate_hz,
+        joint_names=robot.arm.joint_names,
+    )
+    return cameras + state
 
 
 @dataclass(frozen=True)

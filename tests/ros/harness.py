@@ -72,10 +72,17 @@ class RosHarness:
         rclpy.shutdown(context=self.context)
 
 
-def write_robot_description(path: Any, base: str = "fr3_sim", camera_size: int | None = None, **changes: Any) -> str:
+def write_robot_description(
+    path: Any,
+    base: str = "fr3_sim",
+    camera_size: int | None = None,
+    camera_changes: dict[str, Any] | None = None,
+    **changes: Any,
+) -> str:
     """A robot description derived from `base` (robots/descriptions/), written to `path`:
-    the tests' simulated cameras at `camera_size`, and top-level keys replaced by
-    `changes` (e.g. embodiment="joint_position"). Returns the path as a string."""
+    the tests' simulated cameras at `camera_size`, `camera_changes` applied to every
+    camera (e.g. transport="compressed"), and top-level keys replaced by `changes` (e.g.
+    embodiment="joint_position"). Returns the path as a string."""
     from pathlib import Path
 
     import yaml
@@ -83,9 +90,10 @@ def write_robot_description(path: Any, base: str = "fr3_sim", camera_size: int |
     from robots.description import robot_description_path
 
     data = yaml.safe_load(robot_description_path(base).read_text())
-    if camera_size is not None:
-        for camera in data["cameras"]:
+    for camera in data["cameras"]:
+        if camera_size is not None:
             camera["height"] = camera["width"] = camera_size
+        camera.update(camera_changes or {})
     data.update(changes)
     data["name"] = f"{data['name']}_test"
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
