@@ -23,7 +23,7 @@ from df_policy.teleop_recorder_node import (  # noqa: E402
     declared_parameter_names,
 )
 from geometry_msgs.msg import PoseStamped, Twist  # noqa: E402
-from harness import RosHarness, write_robot_description  # noqa: E402
+from harness import RosHarness, robot_topics, write_robot_description  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Joy  # noqa: E402
@@ -32,7 +32,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from data_collection.reader import align_episode  # noqa: E402
 from data_collection.store import EpisodeStore  # noqa: E402
-from robots.description import absolute_topic, load_robot_description  # noqa: E402
+from robots.description import load_robot_description  # noqa: E402
 from training.config import task_policy_spec  # noqa: E402
 
 IMAGE_SIZE = 32
@@ -45,6 +45,7 @@ class Harness(RosHarness):
         super().__init__()
         robot = write_robot_description(store.parent / "fr3_sim_small.yaml", camera_size=IMAGE_SIZE)
         self.description = load_robot_description(robot)
+        self.topics = robot_topics(self.description)
         self.robot = SimRobotNode(
             parameter_overrides=[Parameter("real_time_factor", value=1.0), Parameter("robot_description", value=robot)],
             context=self.context,
@@ -61,10 +62,6 @@ class Harness(RosHarness):
         )
         self.spin(self.robot, self.recorder)
         self.robot.start()
-
-    def topic(self, name: str) -> str:
-        """A topic of the robot description, as the nodes (no namespace) resolve it."""
-        return absolute_topic(name)
 
     def call(self, name: str) -> Trigger.Response:  # type: ignore[override]
         return super().call(Trigger, f"/teleop_recorder/{name}", Trigger.Request(), timeout=20.0)
@@ -91,11 +88,10 @@ def _collect(h: Harness, msg_type, topic: str, profile) -> list:
 
 
 def test_first_target_is_the_measured_pose(harness: Harness) -> None:
-    robot = harness.description
-    target_topic = harness.topic(robot.command.topic)
-    targets = _collect(harness, PoseStamped, target_topic, qos.reliable_qos())
-    poses = _collect(harness, PoseStamped, harness.topic(robot.state.current_pose_topic), qos_profile_sensor_data)
-    widths = _collect(harness, Float64, harness.topic(robot.gripper.topic), qos.reliable_qos())
+    robot, topics = harness.description, harness.topics
+    targets = _collect(harness, PoseStamped, topics.command, qos.reliable_qos())
+    poses = _collect(harness, PoseStamped, topics.current_pose, qos_profile_sensor_data)
+    widths = _collect(harness, Float64, topics.gripper_command, qos.reliable_qos())
     harness.wait_for(lambda: len(targets) >= 5 and poses and widths, 20.0, "targets and measured poses")
     target, _ = msg_to_pose(targets[-1])
     measured, _ = msg_to_pose(poses[-1])
@@ -103,7 +99,7 @@ def test_first_target_is_the_measured_pose(harness: Harness) -> None:
     assert np.linalg.norm(target - measured) < 0.01
     assert targets[-1].header.frame_id == robot.frame_id
     assert widths[-1].data == pytest.approx(robot.safety.gripper_max_m, abs=1e-6)
-    infos = harness.probe.get_publishers_info_by_topic(target_topic)
+    infos = harness.probe.get_publishers_info_by_topic(topics.command)
     assert [i.node_name for i in infos] == ["teleop_recorder"]
     services = {name for name, _ in harness.probe.get_service_names_and_types()}
     for name in ("start_episode", "stop_episode", "discard_episode"):
@@ -112,7 +108,7 @@ def test_first_target_is_the_measured_pose(harness: Harness) -> None:
 
 def test_twist_teleoperates_and_services_record_an_aligned_episode(harness: Harness) -> None:
     robot = harness.description
-    poses = _collect(harness, PoseStamped, harness.topic(robot.state.current_pose_topic), qos_profile_sensor_data)
+    poses = _collect(harness, PoseStamped, harness.topics.current_pose, qos_profile_sensor_data)
     harness.wait_for(lambda: bool(poses), 20.0, "a measured pose")
     start, _ = msg_to_pose(poses[-1])
     twist_pub = harness.probe.create_publisher(Twist, "/spacenav/twist", 10)
@@ -228,8 +224,8 @@ def test_cameras_with_compressed_transport_are_subscribed_compressed(tmp_path: P
     robot = write_robot_description(tmp_path / "compressed.yaml", camera_changes={"transport": "compressed"})
     node = _recorder_alone(tmp_path, robot_description=robot)
     subscribed = {sub.topic_name: sub.msg_type.__name__ for sub in node.subscriptions}
-    for camera in load_robot_description(robot).cameras:
-        assert subscribed[absolute_topic(camera.topic) + "/compressed"] == "CompressedImage"
+    for topic in robot_topics(robot).cameras.values():
+        assert subscribed[topic + "/compressed"] == "CompressedImage"
     node.session.close()
 
 
