@@ -139,14 +139,12 @@ def fr3_stream_specs(
     gripper_rate_hz: float = 15.0,
     command_rate_hz: float = 100.0,
     teleop_rate_hz: float = 100.0,
-    joint_names: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8)),
 ) -> list[StreamSpec]:
     """The streams of a (real or simulated) FR3 demonstration. The names are the contract
     with the simulator and the ROS recorder node; `mapping.FeatureMapping` turns them
-    into the policy's proprioception and action vectors. `joint_names` name the fields of
-    `joint_states` (a Panda's differ)."""
+    into the policy's proprioception and action vectors."""
     height, width = image_shape
-    joints = list(joint_names)
+    joints = [f"fr3_joint{i}" for i in range(1, 8)]
     streams = [
         StreamSpec(name, IMAGE, (height, width, 3), camera_rate_hz, "rgb8", description=f"{name} camera")
         for name in camera_names
@@ -163,7 +161,7 @@ def fr3_stream_specs(
         StreamSpec(
             "joint_states",
             VECTOR,
-            (2 * len(joints),),
+            (14,),
             state_rate_hz,
             fields=tuple(f"{j}.position" for j in joints) + tuple(f"{j}.velocity" for j in joints),
             description="measured joint positions (rad) and velocities (rad/s)",
@@ -198,8 +196,9 @@ def fr3_stream_specs(
 
 def robot_stream_specs(robot: RobotDescription, command_rate_hz: float, teleop_rate_hz: float) -> list[StreamSpec]:
     """The streams of a demonstration on the robot a description describes: one per
-    camera at its native size and rate, the state at the description's rates, its arm's
-    joints; the command and teleop input at the recorder's own control rate."""
+    camera at its native size and rate, the state at the description's rates, the joint
+    states' fields named by its arm's joints; the command and teleop input at the
+    recorder's own control rate."""
     cameras = [
         StreamSpec(
             camera.name,
@@ -217,9 +216,12 @@ def robot_stream_specs(robot: RobotDescription, command_rate_hz: float, teleop_r
         gripper_rate_hz=robot.state.gripper_rate_hz,
         command_rate_hz=command_rate_hz,
         teleop_rate_hz=teleop_rate_hz,
-        joint_names=robot.arm.joint_names,
     )
-    return cameras + state
+    joints = robot.arm.joint_names  # 7 for every Franka arm; a Panda's names differ from the FR3's
+    named = (*(f"{j}.position" for j in joints), *(f"{j}.velocity" for j in joints))
+    return cameras + [
+        StreamSpec.from_dict({**s.to_dict(), "fields": named}) if s.name == "joint_states" else s for s in state
+    ]
 
 
 @dataclass(frozen=True)

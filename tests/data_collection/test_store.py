@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from data_collection.schema import (
     EpisodeNotFoundError,
@@ -16,7 +18,7 @@ from data_collection.schema import (
     robot_stream_specs,
 )
 from data_collection.store import EpisodeStore
-from robots.description import load_robot_description
+from robots.description import load_robot_description, robot_description_from_dict
 
 from .helpers import IMAGE_SHAPE, make_store, record_episode
 
@@ -62,6 +64,9 @@ def test_a_robot_descriptions_streams_are_its_cameras_rates_and_joints():
     assert specs["gripper"].rate_hz == robot.state.gripper_rate_hz
     assert specs["command"].rate_hz == 50.0 and specs["teleop"].rate_hz == 25.0
     assert specs["joint_states"].fields[:7] == tuple(f"{j}.position" for j in robot.arm.joint_names)
+    panda = robot_description_from_dict({**yaml.safe_load(Path(robot.source).read_text()), "robot_type": "fer"})
+    (joints,) = [s for s in robot_stream_specs(panda, 50.0, 25.0) if s.name == "joint_states"]
+    assert joints.fields[0] == "panda_joint1.position" and joints.fields[-1] == "panda_joint7.velocity"
 
 
 def test_commit_list_read_and_verify(tmp_path):
