@@ -241,3 +241,16 @@ def test_a_robot_without_a_pose_sink_or_a_bad_parameter_is_refused_by_name(tmp_p
         _recorder_alone(tmp_path, robot_description="fr9")
     with pytest.raises(TeleopRecorderError, match="parameter 'input' must be one of"):
         _recorder_alone(tmp_path, input="keyboard")
+    assert not (tmp_path / "demos.zarr").exists()  # refused before the store opened
+
+
+def test_the_real_robots_gripper_is_commanded_through_franka_gripper_actions(tmp_path: Path) -> None:
+    """fr3_real's gripper sink is franka_gripper's actions, as for the policy node: where
+    franka_msgs is missing (here) the recorder refuses to start, naming what to do."""
+    import importlib.util
+
+    if importlib.util.find_spec("franka_msgs") is not None:
+        pytest.skip("franka_msgs is installed: the sink would be built")
+    with pytest.raises(TeleopRecorderError, match="franka_msgs"):
+        _recorder_alone(tmp_path, robot_description="fr3_real")
+    assert not (tmp_path / "demos.zarr").exists()

@@ -2,11 +2,10 @@
 robot description's) or of the policy (its checkpoint's). No ROS import: the parameters
 and `--help` are generated from these fields.
 
-- PolicyNodeSettings: policy_node (the rest of its parameters are the core's config
-  dataclasses: runner, frame health, safety limits, watchdog); docs/policy_node.md's
-  table is generated from them too.
-- TeleopRecorderSettings: teleop_recorder_node: the store, the task name, the teleop
-  device's mapping, the control loop and the terminal."""
+PolicyNodeSettings is policy_node's (the rest of its parameters are the core's config
+dataclasses: runner, frame health, safety limits, watchdog; docs/policy_node.md's table
+is generated from them too). TeleopRecorderSettings is teleop_recorder_node's: the
+store, the task name, the teleop device's mapping, the control loop and the terminal."""
 
 from __future__ import annotations
 

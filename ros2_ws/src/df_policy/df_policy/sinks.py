@@ -144,8 +144,8 @@ class FrankaGripperActionSink:
             from rclpy.action import ActionClient
         except ImportError as error:
             raise SinkError(
-                "gripper_sink 'franka_action' needs franka_msgs (part of franka_ros2); install it on the robot "
-                "computer or choose gripper_sink 'width_topic' or 'none'"
+                "gripper.sink 'franka_action' needs franka_msgs (part of franka_ros2); install it on the robot "
+                "computer or choose gripper.sink 'width_topic' or 'none' in the robot description"
             ) from error
         self._grasp_type, self._move_type = Grasp, Move
         self._grasp = ActionClient(node, Grasp, f"{namespace.rstrip('/')}/grasp")

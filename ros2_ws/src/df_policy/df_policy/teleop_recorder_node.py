@@ -137,6 +137,12 @@ class TeleopRecorderNode(Node):
         except ValueError as error:
             raise TeleopRecorderError(f"bad parameter value: {error}") from error
 
+        self._arm_sink = PoseStampedSink(self, robot.command.topic, robot.frame_id)
+        try:  # before the store opens: a robot the node cannot command leaves nothing behind
+            self._gripper_sink = make_gripper_sink(self, robot.gripper)
+        except SinkError as error:
+            raise TeleopRecorderError(f"refusing to start: {error}") from error
+
         streams = robot_stream_specs(
             robot, command_rate_hz=settings.control_rate_hz, teleop_rate_hz=settings.control_rate_hz
         )
@@ -181,11 +187,6 @@ class TeleopRecorderNode(Node):
         if self._input_mode == "twist":
             self.create_subscription(Twist, settings.twist_topic, self._on_twist, qos.robot_state_qos())
 
-        self._arm_sink = PoseStampedSink(self, robot.command.topic, robot.frame_id)
-        try:
-            self._gripper_sink = make_gripper_sink(self, robot.gripper)
-        except SinkError as error:
-            raise TeleopRecorderError(f"refusing to start: {error}") from error
         control = MutuallyExclusiveCallbackGroup()  # the control loop never waits for a service
         self.create_timer(1.0 / settings.control_rate_hz, self._on_control, callback_group=control)
         lifecycle = MutuallyExclusiveCallbackGroup()
