@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.ros.processes import POLICY_NODE, import_node_package
+from robots.description import RobotDescription
 
 # The commander's counters an episode reports (the names of EpisodeOutcome's fields).
 COMMAND_COUNTERS = ("watchdog_stops", "dropped_actions", "adjusted_commands", "rejected_commands")
@@ -95,10 +96,10 @@ class EpisodeRecording:
 
 class Probe:
     """Subscriptions on the nodes' topics, spun on a thread of their own: the topics of
-    `robot` (a robots.description.RobotDescription, the one both nodes run with), the
-    policy node's /diagnostics and predicted frames."""
+    `robot` (the description both nodes run with), the policy node's /diagnostics and
+    predicted frames."""
 
-    def __init__(self, robot: Any, cameras: tuple[str, ...], limits: Any) -> None:
+    def __init__(self, robot: RobotDescription, cameras: tuple[str, ...], limits: Any) -> None:
         import_node_package()
         if robot.gripper.sink != "width_topic" or robot.command.sink != "pose":
             raise ValueError(
