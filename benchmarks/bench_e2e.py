@@ -2,12 +2,14 @@
 rclpy and Fast DDS on loopback (run it in a private network namespace: `make bench-e2e`).
 
 Two processes, as on a robot computer:
-- "robot" (a child process): two 96 px rgb8 cameras at --rate-hz, each frame stamped
-  with the time it is published, the end-effector pose at 100 Hz (best effort) and the
-  gripper's joint states at 15 Hz; it also subscribes to the commands and audits every
-  one against the safety limits independently of the node (policy.commanding.audit_command:
-  workspace box, step and speed against the previous command or, on a restart, the
-  measured pose, NaN, gripper width).
+- "robot" (a child process): the robot of the fr3_sim description (ROBOT), which the
+  node runs with: its cameras (rgb8 at their native size, at --rate-hz), each frame
+  stamped with the time it is published, the end-effector pose at its state rate (best
+  effort) and the gripper's joint states at its gripper rate, on its topics; it also
+  subscribes to the commands and audits every one against the description's safety
+  limits independently of the node (policy.commanding.audit_command: workspace box,
+  step and speed against the previous command or, on a restart, the measured pose,
+  NaN, gripper width).
 - "policy" (this process): policy_node, unchanged, with a checkpoint at the default model
   size (untrained weights: the cost of a tick does not depend on them), pyramid schedule,
   horizon 2, 8 denoising steps, two 64 px camera inputs, commands at 50 Hz, its callbacks
@@ -52,8 +54,7 @@ PACKAGE = ROOT / "ros2_ws" / "src" / "df_policy"
 if str(PACKAGE) not in sys.path:
     sys.path.insert(0, str(PACKAGE))
 
-CAMERAS = ("front", "wrist")
-CAMERA_SIZE = 96
+ROBOT = "fr3_sim"  # the robot description of both sides (the node's default)
 TARGETS = {"latency_p99_ms": 25.0, "tick_jitter_p99_ms": 5.0, "unsafe_commands": 0}
 
 
@@ -70,19 +71,22 @@ def run_robot(rate_hz: float) -> None:
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Float64
 
-    from policy.commanding import PoseCommand, SafetyLimits, audit_command
+    from policy.commanding import PoseCommand, audit_command
     from policy.geometry import matrix_to_quat
+    from robots.description import load_robot_description
 
+    robot = load_robot_description(ROBOT)
+    cameras = robot.cameras
     stop = threading.Event()
     # Our handlers, not rclpy's: the audit must be printed after a clean stop.
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    node = rclpy.create_node("bench_robot")
-    image_pubs = {c: node.create_publisher(Image, qos.camera_topic(c), qos.image_qos()) for c in CAMERAS}
-    pose_pub = node.create_publisher(PoseStamped, qos.CURRENT_POSE_TOPIC, qos.robot_state_qos())
-    gripper_pub = node.create_publisher(JointState, qos.GRIPPER_JOINT_STATES_TOPIC, qos.reliable_qos())
-    limits = SafetyLimits()
+    node = rclpy.create_node("bench_robot")  # no namespace, as the policy node: the relative names resolve alike
+    image_pubs = {c.name: node.create_publisher(Image, c.topic, qos.image_qos()) for c in cameras}
+    pose_pub = node.create_publisher(PoseStamped, robot.state.current_pose_topic, qos.robot_state_qos())
+    gripper_pub = node.create_publisher(JointState, robot.state.gripper_joint_states_topic, qos.reliable_qos())
+    limits = robot.safety
     # The "arm" holds still at this pose: the audit's reference for restarts.
     quat = matrix_to_quat(np.diag([1.0, -1.0, -1.0]))
     position_measured = np.array([0.45, 0.0, 0.3])
@@ -106,13 +110,15 @@ def run_robot(rate_hz: float) -> None:
         if not (math.isfinite(msg.data) and limits.gripper_min_m <= msg.data <= limits.gripper_max_m):
             audit["unsafe_gripper"] += 1
 
-    node.create_subscription(PoseStamped, qos.TARGET_POSE_TOPIC, on_command, qos.reliable_qos(100))
-    node.create_subscription(Float64, qos.GRIPPER_WIDTH_COMMAND_TOPIC, on_gripper, qos.reliable_qos(100))
+    node.create_subscription(PoseStamped, robot.command.topic, on_command, qos.reliable_qos(100))
+    node.create_subscription(Float64, robot.gripper.topic, on_gripper, qos.reliable_qos(100))
     spinner = threading.Thread(target=lambda: _spin_until(node, stop), daemon=True)
     spinner.start()
 
     rng = np.random.default_rng(0)
-    backgrounds = {c: rng.integers(0, 255, (CAMERA_SIZE, CAMERA_SIZE, 3), dtype=np.uint8) for c in CAMERAS}
+    backgrounds = {c.name: rng.integers(0, 255, (c.height, c.width, 3), dtype=np.uint8) for c in cameras}
+    fingers = list(robot.arm.finger_joint_names)
+    finger_open = [limits.gripper_max_m / len(fingers)] * len(fingers)  # width = the sum of the fingers
     position = position_measured
     start = time.monotonic()
     next_frame = next_state = next_gripper = start
@@ -120,20 +126,18 @@ def run_robot(rate_hz: float) -> None:
     while not stop.is_set():
         now = time.monotonic()
         if now >= next_state:
-            pose_pub.publish(pose_to_msg(position, quat, time.time(), qos.FRAME_ID))
-            next_state += 0.01
+            pose_pub.publish(pose_to_msg(position, quat, time.time(), robot.frame_id))
+            next_state += 1.0 / robot.state.rate_hz
         if now >= next_gripper:
-            gripper_pub.publish(
-                joint_state_to_msg(["fr3_finger_joint1", "fr3_finger_joint2"], [0.04, 0.04], time.time())
-            )
-            next_gripper += 1 / 15
+            gripper_pub.publish(joint_state_to_msg(fingers, finger_open, time.time()))
+            next_gripper += 1.0 / robot.state.gripper_rate_hz
         if now >= next_frame:
             stamp = time.time()
-            for camera in CAMERAS:
-                frame = backgrounds[camera].copy()
-                corner = (frame_index * 3) % (CAMERA_SIZE - 16)
+            for camera in cameras:
+                frame = backgrounds[camera.name].copy()
+                corner = (frame_index * 3) % (min(camera.height, camera.width) - 16)
                 frame[corner : corner + 16, corner : corner + 16] = 255  # moving: never "frozen"
-                image_pubs[camera].publish(image_to_msg(frame, stamp, qos.camera_frame_id(camera)))
+                image_pubs[camera.name].publish(image_to_msg(frame, stamp, qos.camera_frame_id(camera.name)))
             frame_index += 1
             next_frame += 1.0 / rate_hz
         stop.wait(max(0.0, min(next_frame, next_state, next_gripper) - time.monotonic()))
@@ -195,6 +199,7 @@ def run_policy(args: argparse.Namespace) -> dict:
     node = PolicyNode(
         parameter_overrides=[
             Parameter("checkpoint", value=str(checkpoint)),
+            Parameter("robot_description", value=ROBOT),
             Parameter("policy_rate_hz", value=float(args.rate_hz)),
             Parameter("start_enabled", value=True),
             Parameter("torch_threads", value=args.threads),
@@ -245,7 +250,8 @@ def run_policy(args: argparse.Namespace) -> dict:
         "benchmark": "e2e",
         "ticks": len(durations),
         "rate_hz": args.rate_hz,
-        "cameras": f"{len(CAMERAS)} x {CAMERA_SIZE} px rgb8 (policy input {node.spec.cameras[0].height} px)",
+        "cameras": f"{len(node.robot.cameras)} x {node.robot.cameras[0].height} px rgb8 "
+        f"(policy input {node.spec.cameras[0].height} px)",
         "latency_p50_ms": round(percentile(latencies, 50) * 1e3, 2),
         "latency_p99_ms": round(percentile(latencies, 99) * 1e3, 2),
         "latency_max_ms": round(max(latencies) * 1e3, 2) if latencies else None,

@@ -15,9 +15,12 @@ import signal
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # robots.description reads YAML: not on this module's import path
+    from robots.description import RobotDescription
 
 SCHEMA_NAME = "df-stack.episode-store"
 # Bump on any change a reader of the old version would misread; `EpisodeStore.open`
@@ -189,6 +192,36 @@ def fr3_stream_specs(
         ),
     ]
     return streams
+
+
+def robot_stream_specs(robot: RobotDescription, command_rate_hz: float, teleop_rate_hz: float) -> list[StreamSpec]:
+    """The streams of a demonstration on the robot a description describes: one per
+    camera at its native size and rate, the state at the description's rates, the joint
+    states' fields named by its arm's joints; the command and teleop input at the
+    recorder's own control rate."""
+    cameras = [
+        StreamSpec(
+            camera.name,
+            IMAGE,
+            (camera.height, camera.width, 3),
+            camera.rate_hz,
+            "rgb8",
+            description=f"{camera.name} camera ({camera.topic})",
+        )
+        for camera in robot.cameras
+    ]
+    state = fr3_stream_specs(
+        camera_names=(),
+        state_rate_hz=robot.state.rate_hz,
+        gripper_rate_hz=robot.state.gripper_rate_hz,
+        command_rate_hz=command_rate_hz,
+        teleop_rate_hz=teleop_rate_hz,
+    )
+    joints = robot.arm.joint_names  # 7 for every Franka arm; a Panda's names differ from the FR3's
+    named = (*(f"{j}.position" for j in joints), *(f"{j}.velocity" for j in joints))
+    return cameras + [
+        StreamSpec.from_dict({**s.to_dict(), "fields": named}) if s.name == "joint_states" else s for s in state
+    ]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ Safety rules, in order, every step:
 * linear and angular speed are limited by scaling the whole vector (direction kept);
 * dt is capped (`max_step_s`), so a stalled timer never produces a jump;
 * the position is clamped to the workspace box, the gripper to its width range.
+
+The box, the speed limits and the gripper range are the robot's: `TeleopLimits.within`
+takes them from the safety limits of its robot description, the ones the policy node
+holds its commands to.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from policy.commanding import SafetyLimits
 from policy.geometry import matrix_to_quat, quat_to_matrix
 
 
 @dataclass(frozen=True)
 class TeleopLimits:
-    workspace_min: tuple[float, float, float] = (0.25, -0.45, 0.02)
-    workspace_max: tuple[float, float, float] = (0.80, 0.45, 0.70)
+    workspace_min: tuple[float, float, float]  # the robot's box (m, base frame): no default
+    workspace_max: tuple[float, float, float]
     max_linear_speed: float = 0.25  # m/s
     max_angular_speed: float = 1.0  # rad/s
     gripper_min_width: float = 0.0
@@ -36,6 +41,20 @@ class TeleopLimits:
             raise ValueError(f"workspace box must have min < max on x, y, z; got {low} and {high}")
         if self.max_linear_speed <= 0 or self.max_angular_speed <= 0:
             raise ValueError("speed limits must be > 0")
+
+    @classmethod
+    def within(cls, safety: SafetyLimits, twist_timeout_s: float = 0.25) -> TeleopLimits:
+        """Teleop held to a robot's safety limits (its description's `safety`): the same
+        workspace box, linear and angular speed limits and gripper range as the policy."""
+        return cls(
+            workspace_min=tuple(float(v) for v in safety.workspace_low),
+            workspace_max=tuple(float(v) for v in safety.workspace_high),
+            max_linear_speed=float(safety.max_linear_speed_m_s),
+            max_angular_speed=float(safety.max_angular_speed_rad_s),
+            gripper_min_width=float(safety.gripper_min_m),
+            gripper_max_width=float(safety.gripper_max_m),
+            twist_timeout_s=float(twist_timeout_s),
+        )
 
 
 def _rotation_from_vector(rotvec: np.ndarray) -> np.ndarray:
@@ -60,10 +79,10 @@ class TeleopIntegrator:
     table); frame="tool": in the end-effector frame (moves "forward" along the tool).
     """
 
-    def __init__(self, limits: TeleopLimits | None = None, frame: str = "base") -> None:
+    def __init__(self, limits: TeleopLimits, frame: str = "base") -> None:
         if frame not in ("base", "tool"):
             raise ValueError(f"teleop frame must be 'base' or 'tool', got {frame!r}")
-        self.limits = limits or TeleopLimits()
+        self.limits = limits
         self.frame = frame
         self.position = np.zeros(3)
         self.rotation = np.eye(3)

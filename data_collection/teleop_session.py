@@ -55,7 +55,7 @@ class JoyMapping:
 
     linear_axes: tuple[int, int, int] = (0, 1, 2)
     angular_axes: tuple[int, int, int] = (3, 4, 5)
-    linear_scale: float = 0.25  # m/s at full deflection (TeleopLimits.max_linear_speed)
+    linear_scale: float = 0.25  # m/s at full deflection (TeleopLimits.max_linear_speed caps it)
     angular_scale: float = 1.0  # rad/s at full deflection
     deadzone: float = 0.05  # |axis| below this is zero (a resting device drifts a little)
     close_button: int = 0

@@ -2,9 +2,12 @@
 
 The robot side is robot.launch.py (franka_ros2 bringup, RealSense drivers and the
 target-pose controller; or the simulated FR3 with use_sim:=true). The recorder takes its
-parameters from config/teleop_recorder.yaml (set for the simulator; pass a file for the
-robot's 640x480 cameras with recorder_params_file:=...), and the teleop device driver is
-started for teleop_device:=spacenav (spacenav_node) or joy (joy_node).
+own parameters from config/teleop_recorder.yaml (or recorder_params_file:=...) and the
+robot's facts (cameras, sizes, rates, topics, sinks, teleop workspace and speed limits)
+from the robot description: robots/descriptions/fr3_real.yaml on the robot, fr3_sim.yaml
+with use_sim:=true, or robot_description:=<your file>; the simulator is started from the
+same description. The teleop device driver is started for teleop_device:=spacenav
+(spacenav_node) or joy (joy_node).
 
 ros2 launch df_policy record_demos.launch.py use_sim:=true store_path:=demos.zarr
 """
@@ -17,7 +20,6 @@ from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
@@ -26,6 +28,7 @@ ARGUMENTS = {
     "robot_type": ("fr3", "fr3 or fer (Panda)"),
     "robot_ip": ("172.16.0.2", "the robot's FCI address (unused with use_sim:=true)"),
     "namespace": ("", "ROS namespace of the robot and the recorder"),
+    "robot_description": ("", "robot description name or YAML path ('' = fr3_sim with use_sim, else fr3_real)"),
     "front_camera": ("front", "name of the front camera (topics /camera/<name>/color/image_raw)"),
     "front_camera_serial": ("", "serial number of the front RealSense ('' = the first one found)"),
     "wrist_camera": ("wrist", "name of the wrist camera"),
@@ -42,20 +45,27 @@ def generate_launch_description() -> LaunchDescription:
     default_params = os.path.join(share, "config", "teleop_recorder.yaml")
     arg = LaunchConfiguration
     device = arg("teleop_device")
+    robot_description = PythonExpression(
+        ["'", arg("robot_description"), "' or ('fr3_sim' if '", arg("use_sim"), "'.lower() == 'true' else 'fr3_real')"]
+    )
     robot = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, "launch", "robot.launch.py")),
         launch_arguments={
-            name: arg(name)
-            for name in (
-                "use_sim",
-                "robot_type",
-                "robot_ip",
-                "namespace",
-                "front_camera",
-                "front_camera_serial",
-                "wrist_camera",
-                "wrist_camera_serial",
-            )
+            # The simulated robot is the one the recorder is told about.
+            "sim_robot_description": PythonExpression(["'", arg("robot_description"), "' or 'fr3_sim'"]),
+            **{
+                name: arg(name)
+                for name in (
+                    "use_sim",
+                    "robot_type",
+                    "robot_ip",
+                    "namespace",
+                    "front_camera",
+                    "front_camera_serial",
+                    "wrist_camera",
+                    "wrist_camera_serial",
+                )
+            },
         }.items(),
     )
     params_file = PythonExpression(["'", arg("recorder_params_file"), "' or '", default_params, "'"])
@@ -69,15 +79,9 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[
             params_file,
             {
+                "robot_description": robot_description,
                 "store_path": arg("store_path"),
                 "task": arg("task"),
-                "cameras": ParameterValue(["[", arg("front_camera"), ", ", arg("wrist_camera"), "]"]),
-                "frame_id": [arg("robot_type"), "_link0"],
-                "current_pose_topic": "franka_robot_state_broadcaster/current_pose",
-                "measured_joint_states_topic": "franka_robot_state_broadcaster/measured_joint_states",
-                "gripper_joint_states_topic": "franka_gripper/joint_states",
-                "target_pose_topic": "target_pose",
-                "gripper_command_topic": "franka_gripper/width_command",
                 "input": PythonExpression(["'joy' if '", device, "' == 'joy' else 'twist'"]),
                 "joy_topic": PythonExpression(["'/joy' if '", device, "' == 'joy' else '/spacenav/joy'"]),
             },

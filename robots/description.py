@@ -31,6 +31,7 @@ from robots.embodiment import EMBODIMENTS, Embodiment, embodiment
 from robots.franka import FRANKA_ARMS, FrankaArm, franka_arm
 
 DESCRIPTIONS_DIR = Path(__file__).resolve().parent / "descriptions"
+DEFAULT_ROBOT_DESCRIPTION = "fr3_sim"  # what a node runs with when it is given no description
 ARM_SINKS = ("pose", "joint_trajectory")
 GRIPPER_SINKS = ("width_topic", "franka_action", "none")
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -229,6 +230,19 @@ class RobotDescription:
             raise RobotDescriptionError(str(error)) from error
         self.check_policy_spec(spec, "the task's policy spec")
         return spec
+
+
+def absolute_topic(name: str, namespace: str = "") -> str:
+    """A description's topic as a node in `namespace` resolves it: a relative name is put
+    under the namespace ("" or "/": the root), an absolute one stays as it is. For
+    programs that need the full name (a probe, a benchmark's publisher): ROS resolves
+    the relative names itself for the node that creates the topic."""
+    if not name or name.startswith("~"):
+        raise ValueError(f"a robot description's topic must be a plain name, got {name!r}")
+    if name.startswith("/"):
+        return name
+    space = namespace.strip("/")
+    return f"/{space}/{name}" if space else f"/{name}"
 
 
 def robot_description_path(name_or_path: str | os.PathLike[str]) -> Path:

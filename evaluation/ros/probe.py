@@ -1,7 +1,8 @@
 """This process's DDS participant in a closed-loop run: it watches the nodes' public
-topics and never commands anything.
+topics and never commands anything. The robot's topics are those of the robot
+description the closed loop runs the nodes with (no namespace: `/` + the name).
 
-- Every command on `/target_pose` and the gripper topic is audited with
+- Every command on the command topic and the gripper topic is audited with
   `policy.commanding.audit_command`, independently of the node's own safety filter.
 - Each camera's noise level k, the tick count and the commander's counters are read
   from the policy node's `/diagnostics` key/values (names from df_policy.policy_outputs).
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.ros.processes import POLICY_NODE, import_node_package
+from robots.description import RobotDescription
 
 # The commander's counters an episode reports (the names of EpisodeOutcome's fields).
 COMMAND_COUNTERS = ("watchdog_stops", "dropped_actions", "adjusted_commands", "rejected_commands")
@@ -93,10 +95,18 @@ class EpisodeRecording:
 
 
 class Probe:
-    """Subscriptions on the nodes' topics, spun on a thread of their own."""
+    """Subscriptions on the nodes' topics, spun on a thread of their own: the topics of
+    `robot` (the description both nodes run with), the policy node's /diagnostics and
+    predicted frames."""
 
-    def __init__(self, cameras: tuple[str, ...], limits: Any) -> None:
+    def __init__(self, robot: RobotDescription, cameras: tuple[str, ...], limits: Any) -> None:
         import_node_package()
+        if robot.gripper.sink != "width_topic" or robot.command.sink != "pose":
+            raise ValueError(
+                f"the closed-loop probe audits pose targets and gripper widths: robot description {robot.source} "
+                f"has command.sink {robot.command.sink!r} and gripper.sink {robot.gripper.sink!r}"
+            )
+        self.robot = robot
         self.cameras = cameras
         self.limits = limits  # what the node promises to respect (policy.commanding.SafetyLimits)
         self._lock = threading.Lock()
@@ -117,6 +127,7 @@ class Probe:
     def _open(self) -> None:
         import rclpy
         from df_policy import qos
+        from df_policy.conversions import camera_message
         from df_policy.policy_outputs import predicted_frame_topic
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
@@ -126,19 +137,26 @@ class Probe:
         from sensor_msgs.msg import Image
         from std_msgs.msg import Float64
 
+        from robots.description import absolute_topic
+
         self.context = rclpy.Context()
         # No rclpy signal handlers: Ctrl-C raises KeyboardInterrupt here and close() runs.
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self._started_rclpy = True
         self.node = rclpy.create_node("closed_loop_evaluator", context=self.context)
         node = self.node
-        node.create_subscription(PoseStamped, qos.TARGET_POSE_TOPIC, self._on_command, qos.reliable_qos(100))
-        node.create_subscription(Float64, qos.GRIPPER_WIDTH_COMMAND_TOPIC, self._on_gripper, qos.reliable_qos(100))
-        node.create_subscription(PoseStamped, qos.CURRENT_POSE_TOPIC, self._on_pose, qos_profile_sensor_data)
+        robot = self.robot
+        # The nodes run without a namespace: the description's relative names under "/".
+        command, gripper = absolute_topic(robot.command.topic), absolute_topic(robot.gripper.topic)
+        node.create_subscription(PoseStamped, command, self._on_command, qos.reliable_qos(100))
+        node.create_subscription(Float64, gripper, self._on_gripper, qos.reliable_qos(100))
+        pose = absolute_topic(robot.state.current_pose_topic)
+        node.create_subscription(PoseStamped, pose, self._on_pose, qos_profile_sensor_data)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos.reliable_qos(50))
         for camera in self.cameras:
+            message_type, topic = camera_message(robot.camera(camera))
             node.create_subscription(
-                Image, qos.camera_topic(camera), self._keeper(camera, self._keep_frame), qos.image_qos()
+                message_type, absolute_topic(topic), self._keeper(camera, self._keep_frame), qos.image_qos()
             )
             node.create_subscription(
                 Image,
@@ -239,14 +257,14 @@ class Probe:
     def _keeper(self, camera: str, keep: Callable[[str, Any, np.ndarray, float], None]) -> Callable[[Any], None]:
         """A callback that decodes an image of `camera` while an episode is recorded and
         hands it to `keep`; undecodable images are skipped."""
-        from df_policy.conversions import ConversionError, msg_to_image
+        from df_policy.conversions import ConversionError, camera_msg_to_image
 
         def on_image(msg: Any) -> None:
             if not self._recording:
                 return
             arrival = time.monotonic()
             try:
-                image = msg_to_image(msg)
+                image = camera_msg_to_image(msg)
             except ConversionError:
                 return
             with self._lock:

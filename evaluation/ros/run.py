@@ -47,6 +47,7 @@ from evaluation.ros.settings import (
     sim_node_parameters,
     simulated_robot_description,
 )
+from robots.description import load_robot_description
 from sim.faults import FaultPlan
 
 
@@ -130,7 +131,7 @@ def run_ros_episodes(
         robot = simulated_robot_description(settings, log_path)
         processes.start("sim_robot_node", SIM_NODE_MODULE, sim_node_parameters(settings, robot))
         processes.start("policy_node", POLICY_NODE_MODULE, policy_node_parameters(checkpoint, robot, settings))
-        probe = Probe(cameras, safety_limits(robot, settings.policy_parameters))
+        probe = Probe(load_robot_description(robot), cameras, safety_limits(robot, settings.policy_parameters))
         say("waiting for sim_robot_node and policy_node ...")
         services = NodeServices(probe.node, processes)
         K = _wait_until_ready(services, probe, processes, settings.startup_timeout_s)

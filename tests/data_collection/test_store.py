@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from data_collection.schema import (
     EpisodeNotFoundError,
@@ -13,8 +15,10 @@ from data_collection.schema import (
     StoreError,
     StoreLockedError,
     fr3_stream_specs,
+    robot_stream_specs,
 )
 from data_collection.store import EpisodeStore
+from robots.description import load_robot_description, robot_description_from_dict
 
 from .helpers import IMAGE_SHAPE, make_store, record_episode
 
@@ -47,6 +51,22 @@ def test_open_refuses_other_schema(tmp_path, change, message):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(SchemaMismatchError, match=message):
         EpisodeStore.open(store.path)
+
+
+def test_a_robot_descriptions_streams_are_its_cameras_rates_and_joints():
+    robot = load_robot_description("fr3_real")
+    specs = {s.name: s for s in robot_stream_specs(robot, command_rate_hz=50.0, teleop_rate_hz=25.0)}
+    assert set(specs) == {s.name for s in fr3_stream_specs(camera_names=robot.camera_names)}
+    for camera in robot.cameras:
+        assert specs[camera.name].shape == (camera.height, camera.width, 3)
+        assert specs[camera.name].rate_hz == camera.rate_hz
+    assert specs["ee_pose"].rate_hz == specs["joint_states"].rate_hz == robot.state.rate_hz
+    assert specs["gripper"].rate_hz == robot.state.gripper_rate_hz
+    assert specs["command"].rate_hz == 50.0 and specs["teleop"].rate_hz == 25.0
+    assert specs["joint_states"].fields[:7] == tuple(f"{j}.position" for j in robot.arm.joint_names)
+    panda = robot_description_from_dict({**yaml.safe_load(Path(robot.source).read_text()), "robot_type": "fer"})
+    (joints,) = [s for s in robot_stream_specs(panda, 50.0, 25.0) if s.name == "joint_states"]
+    assert joints.fields[0] == "panda_joint1.position" and joints.fields[-1] == "panda_joint7.velocity"
 
 
 def test_commit_list_read_and_verify(tmp_path):

@@ -13,6 +13,12 @@ from robots.embodiment import JointPosition, pose_to_vector, vector_to_pose
 from training.config import task_policy_spec
 
 HOME = np.array([0.5, 0.0, 0.4, 0.0, 0.0, 0.0, 1.0])
+# A box of these tests' own (a robot's comes from its description: TeleopLimits.within).
+BOX = {"workspace_min": (0.25, -0.45, 0.02), "workspace_max": (0.80, 0.45, 0.70)}
+
+
+def _integrator(frame: str = "base", **limits: float) -> TeleopIntegrator:
+    return TeleopIntegrator(TeleopLimits(**BOX, **limits), frame=frame)
 
 
 def _run(integrator, seconds, rate=100.0, twist=((0, 0, 0), (0, 0, 0)), gripper=0.0, start=0.0):
@@ -25,7 +31,7 @@ def _run(integrator, seconds, rate=100.0, twist=((0, 0, 0), (0, 0, 0)), gripper=
 
 
 def test_constant_twist_integrates_and_is_clamped():
-    teleop = TeleopIntegrator()
+    teleop = _integrator()
     teleop.reset(HOME, gripper_width=0.08, now=0.0)
     command, _ = _run(teleop, 1.0, twist=((0.1, 0, 0), (0, 0, 0)))
     assert command[:3] == pytest.approx([0.6, 0.0, 0.4], abs=1e-9)
@@ -36,12 +42,12 @@ def test_constant_twist_integrates_and_is_clamped():
 
 
 def test_rotation_speed_limit_and_frames():
-    base = TeleopIntegrator(TeleopLimits(max_angular_speed=1.0))
+    base = _integrator(max_angular_speed=1.0)
     base.reset(HOME, now=0.0)
     command, _ = _run(base, 0.5, twist=((0, 0, 0), (0, 0, 3.0)))  # clamped to 1 rad/s
     angle = rotation_angle_between(np.eye(3), quat_to_matrix(command[3:7]))
     assert angle == pytest.approx(0.5, abs=1e-6)
-    tool = TeleopIntegrator(frame="tool")
+    tool = _integrator("tool")
     tilted = np.array([0.5, 0.0, 0.4, 1.0, 0.0, 0.0, 0.0])  # tool z points down (180 deg about x)
     tool.reset(tilted, now=0.0)
     command, _ = _run(tool, 0.5, twist=((0, 0, 0.1), (0, 0, 0)))
@@ -49,7 +55,7 @@ def test_rotation_speed_limit_and_frames():
 
 
 def test_stale_and_invalid_input_stops_motion():
-    teleop = TeleopIntegrator()
+    teleop = _integrator()
     teleop.reset(HOME, now=0.0)
     teleop.set_twist(0.0, (0.1, 0, 0), (0, 0, 0))
     for i in range(1, 101):
@@ -59,13 +65,31 @@ def test_stale_and_invalid_input_stops_motion():
     before = teleop.step(2.01).copy()
     assert teleop.step(5.0)[:3] == pytest.approx(before[:3])  # a long stall does not jump (dt capped)
     with pytest.raises(RuntimeError, match="before reset"):
-        TeleopIntegrator().step(0.0)
+        _integrator().step(0.0)
     with pytest.raises(ValueError, match="7 finite values"):
-        TeleopIntegrator().reset([np.nan] * 7)
+        _integrator().reset([np.nan] * 7)
+
+
+def test_limits_within_a_robots_safety_limits_are_the_policys():
+    from robots.description import load_robot_description
+
+    safety = load_robot_description("fr3_real").safety
+    limits = TeleopLimits.within(safety, twist_timeout_s=0.3)
+    assert limits.workspace_min == safety.workspace_low and limits.workspace_max == safety.workspace_high
+    assert limits.max_linear_speed == safety.max_linear_speed_m_s
+    assert limits.max_angular_speed == safety.max_angular_speed_rad_s
+    assert (limits.gripper_min_width, limits.gripper_max_width) == (safety.gripper_min_m, safety.gripper_max_m)
+    assert limits.twist_timeout_s == 0.3
+    teleop = TeleopIntegrator(limits)
+    teleop.reset(HOME, now=0.0)
+    command, t = _run(teleop, 0.2, twist=((0, 0, -1.0), (0, 0, 0)))  # down, faster than the robot allows
+    assert command[2] == pytest.approx(HOME[2] - safety.max_linear_speed_m_s * 0.2, abs=1e-9)
+    command, _ = _run(teleop, 3.0, twist=((0, 0, -1.0), (0, 0, 0)), start=t)  # on, past the table
+    assert command[2] == pytest.approx(safety.workspace_low[2])
 
 
 def test_gripper_velocity_and_absolute():
-    teleop = TeleopIntegrator()
+    teleop = _integrator()
     teleop.reset(HOME, gripper_width=0.08, now=0.0)
     command, t = _run(teleop, 0.3, gripper=-1.0)
     assert command[7] == pytest.approx(0.05, abs=1e-9)

@@ -98,7 +98,8 @@ def session(tmp_path: Path) -> Iterator[TeleopSession]:
     clock = FakeClock(100.0)
     streams = [s for s in fr3_stream_specs(image_shape=(8, 8)) if s.name in ("ee_pose", "gripper", "command", "teleop")]
     recorder = Recorder(store, streams, RecorderConfig(min_free_bytes=0, block_when_full=True), clock=clock)
-    limits = TeleopLimits(max_linear_speed=0.25, twist_timeout_s=0.2, max_step_s=0.05)
+    box = {"workspace_min": (0.25, -0.45, 0.02), "workspace_max": (0.80, 0.45, 0.70)}
+    limits = TeleopLimits(**box, max_linear_speed=0.25, twist_timeout_s=0.2, max_step_s=0.05)
     result = TeleopSession(recorder, TeleopIntegrator(limits), task="test")
     result.clock = clock  # type: ignore[attr-defined]
     yield result

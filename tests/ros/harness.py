@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import rclpy
@@ -72,10 +73,17 @@ class RosHarness:
         rclpy.shutdown(context=self.context)
 
 
-def write_robot_description(path: Any, base: str = "fr3_sim", camera_size: int | None = None, **changes: Any) -> str:
+def write_robot_description(
+    path: Any,
+    base: str = "fr3_sim",
+    camera_size: int | None = None,
+    camera_changes: dict[str, Any] | None = None,
+    **changes: Any,
+) -> str:
     """A robot description derived from `base` (robots/descriptions/), written to `path`:
-    the tests' simulated cameras at `camera_size`, and top-level keys replaced by
-    `changes` (e.g. embodiment="joint_position"). Returns the path as a string."""
+    the tests' simulated cameras at `camera_size`, `camera_changes` applied to every
+    camera (e.g. transport="compressed"), and top-level keys replaced by `changes` (e.g.
+    embodiment="joint_position"). Returns the path as a string."""
     from pathlib import Path
 
     import yaml
@@ -83,10 +91,43 @@ def write_robot_description(path: Any, base: str = "fr3_sim", camera_size: int |
     from robots.description import robot_description_path
 
     data = yaml.safe_load(robot_description_path(base).read_text())
-    if camera_size is not None:
-        for camera in data["cameras"]:
+    for camera in data["cameras"]:
+        if camera_size is not None:
             camera["height"] = camera["width"] = camera_size
+        camera.update(camera_changes or {})
     data.update(changes)
     data["name"] = f"{data['name']}_test"
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
+
+
+@dataclass(frozen=True)
+class RobotTopics:
+    """A robot description's topics as nodes without a namespace resolve them (what a
+    probe subscribes or publishes to): the tests read them there, never keep a copy."""
+
+    current_pose: str
+    measured_joint_states: str
+    gripper_joint_states: str
+    command: str
+    gripper_command: str  # "" unless the gripper sink is a width topic
+    cameras: dict[str, str]  # camera name -> image topic
+    frame_id: str
+
+
+def robot_topics(robot: Any = "fr3_sim") -> RobotTopics:
+    """The topics of `robot`: a RobotDescription, or a description's name or path."""
+    from robots.description import RobotDescription, absolute_topic, load_robot_description
+
+    if not isinstance(robot, RobotDescription):
+        robot = load_robot_description(robot)
+    state = robot.state
+    return RobotTopics(
+        current_pose=absolute_topic(state.current_pose_topic),
+        measured_joint_states=absolute_topic(state.measured_joint_states_topic),
+        gripper_joint_states=absolute_topic(state.gripper_joint_states_topic),
+        command=absolute_topic(robot.command.topic),
+        gripper_command=absolute_topic(robot.gripper.topic) if robot.gripper.sink == "width_topic" else "",
+        cameras={camera.name: absolute_topic(camera.topic) for camera in robot.cameras},
+        frame_id=robot.frame_id,
+    )

@@ -81,8 +81,7 @@ def used_arguments(tree: ast.Module) -> set[str]:
 
 
 def node_parameters(executable: str) -> set[str]:
-    """The parameters a df_policy node declares (from its config file for the recorder,
-    whose node module belongs to another part of the project)."""
+    """The parameters a df_policy node declares."""
     if executable == "policy_node":
         from df_policy.policy_node import declared_parameter_names
 
@@ -91,8 +90,9 @@ def node_parameters(executable: str) -> set[str]:
         from df_policy.sim_robot_node import PARAMETER_DEFAULTS
 
         return set(PARAMETER_DEFAULTS)
-    config = yaml.safe_load((PACKAGE / "config" / "teleop_recorder.yaml").read_text())
-    return set(config["/**"]["ros__parameters"])
+    from df_policy.teleop_recorder_node import declared_parameter_names
+
+    return declared_parameter_names()
 
 
 def test_launch_folder_is_installed_into_the_package_share() -> None:
@@ -177,16 +177,35 @@ def test_no_launch_file_restates_a_fact_of_the_checkpoint_or_the_robot_descripti
     its owner (the image size did: 64 in one copy, 32 in another)."""
     owned = {"cameras", "image_size", "actions_per_token", "token_period_s", "crops", "embodiment"}
     owned |= {"target_pose_topic", "current_pose_topic", "gripper_sink", "command_sink", "frame_id"}
+    # What the recorder once restated: its camera topics, sizes, rates, joints and workspace.
+    owned |= {"camera_topic_format", "image_height", "image_width", "camera_rate_hz", "state_rate_hz"}
+    owned |= {"gripper_rate_hz", "measured_joint_states_topic", "gripper_joint_states_topic", "joint_names"}
+    owned |= {"finger_joint_names", "gripper_command_topic", "workspace_min", "workspace_max", "max_linear_speed"}
     for path in LAUNCH_FILES:
         tree = ast.parse(path.read_text())
         for call in calls(tree, "Node"):
-            if constant(keyword(call, "executable")) not in ("policy_node", "sim_robot_node"):
+            if constant(keyword(call, "executable")) not in ("policy_node", "sim_robot_node", "teleop_recorder_node"):
                 continue
             for item in getattr(keyword(call, "parameters"), "elts", []):
                 if isinstance(item, ast.Dict):
                     restated = {k.value for k in item.keys if isinstance(k, ast.Constant)} & owned
                     assert not restated, f"{path.name} restates {sorted(restated)}"
         assert not owned & set(declared_arguments(tree)) - {"cameras"}, path.name
+
+
+@pytest.mark.parametrize("name", ["swap_fruit.launch.py", "record_demos.launch.py"])
+def test_the_node_and_the_simulator_are_given_one_robot_description(name: str) -> None:
+    """The node started with the robot gets `robot_description` (it reads cameras, topics
+    and limits from it) and the simulator it runs against is started from the same one."""
+    text = (LAUNCH / name).read_text()
+    tree = ast.parse(text)
+    assert "robot_description" in declared_arguments(tree)
+    executable = "policy_node" if name.startswith("swap_fruit") else "teleop_recorder_node"
+    (node,) = [call for call in calls(tree, "Node") if constant(keyword(call, "executable")) == executable]
+    overrides = [item for item in keyword(node, "parameters").elts if isinstance(item, ast.Dict)]
+    assert any(k.value == "robot_description" for item in overrides for k in item.keys), name
+    forwarded = """"sim_robot_description": PythonExpression(["'", arg("robot_description"), "' or 'fr3_sim'"])"""
+    assert forwarded in text, f"{name} must start the simulator from the robot_description it gives the node"
 
 
 @pytest.mark.parametrize("name", ["swap_fruit.launch.py", "record_demos.launch.py"])

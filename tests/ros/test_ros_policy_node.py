@@ -31,7 +31,7 @@ from df_policy.policy_outputs import predicted_frame_topic  # noqa: E402
 from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from harness import RosHarness, write_robot_description  # noqa: E402
+from harness import RosHarness, robot_topics, write_robot_description  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -185,15 +185,14 @@ class Harness(RosHarness):
         self.commands: list[tuple[float, PoseCommand, PoseCommand | None]] = []
         self.diagnostics: list[tuple[float, DiagnosticArray]] = []
         self.poses: list[PoseStamped] = []
-        self.probe.create_subscription(PoseStamped, qos.TARGET_POSE_TOPIC, self._on_command, 100)
+        self.topics = topics = robot_topics(robot)
+        self.probe.create_subscription(PoseStamped, topics.command, self._on_command, 100)
         self.probe.create_subscription(
             DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append((time.monotonic(), m)), 100
         )
-        self.probe.create_subscription(PoseStamped, qos.CURRENT_POSE_TOPIC, self.poses.append, qos_profile_sensor_data)
+        self.probe.create_subscription(PoseStamped, topics.current_pose, self.poses.append, qos_profile_sensor_data)
         self.gripper: list[float] = []
-        self.probe.create_subscription(
-            Float64, qos.GRIPPER_WIDTH_COMMAND_TOPIC, lambda m: self.gripper.append(m.data), 10
-        )
+        self.probe.create_subscription(Float64, topics.gripper_command, lambda m: self.gripper.append(m.data), 10)
         self.spin(self.sim, self.policy)
         self.sim.start()
         self.policy.start()
@@ -341,9 +340,10 @@ def test_subscriptions_use_the_documented_qos(harness: Harness) -> None:
             if info.node_name == "policy_node"
         }
 
-    assert reliability(qos.CURRENT_POSE_TOPIC) == {ReliabilityPolicy.BEST_EFFORT}
-    assert reliability(qos.GRIPPER_JOINT_STATES_TOPIC) == {ReliabilityPolicy.BEST_EFFORT}
-    assert reliability(qos.camera_topic("front")) == {ReliabilityPolicy.RELIABLE}
+    topics = harness.topics
+    assert reliability(topics.current_pose) == {ReliabilityPolicy.BEST_EFFORT}
+    assert reliability(topics.gripper_joint_states) == {ReliabilityPolicy.BEST_EFFORT}
+    assert reliability(topics.cameras["front"]) == {ReliabilityPolicy.RELIABLE}
 
 
 def test_policy_moves_the_arm_toward_the_experts_first_target_safely(harness: Harness) -> None:

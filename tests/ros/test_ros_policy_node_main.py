@@ -22,6 +22,7 @@ from df_policy import qos  # noqa: E402
 from df_policy.conversions import image_to_msg, pose_to_msg  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
+from harness import robot_topics  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
@@ -30,7 +31,7 @@ from policy.checkpoint import save_checkpoint  # noqa: E402
 from policy.geometry import matrix_to_quat  # noqa: E402
 from policy.model import DFPolicyModel, ModelConfig  # noqa: E402
 from policy.normalizer import Normalizer  # noqa: E402
-from robots.description import load_robot_description  # noqa: E402
+from robots.description import DEFAULT_ROBOT_DESCRIPTION, load_robot_description  # noqa: E402
 from training.config import task_policy_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,19 +83,20 @@ def test_main_runs_enables_and_stops_on_sigint(checkpoint: Path, executor: str) 
     executor.add_node(node)
     commands: list[PoseStamped] = []
     diagnostics: list[DiagnosticArray] = []
-    node.create_subscription(PoseStamped, qos.TARGET_POSE_TOPIC, commands.append, 100)
+    topics = robot_topics(DEFAULT_ROBOT_DESCRIPTION)  # the node runs with the default description
+    node.create_subscription(PoseStamped, topics.command, commands.append, 100)
     node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-    images = {c: node.create_publisher(Image, qos.camera_topic(c), qos.image_qos()) for c in ("front", "wrist")}
-    pose = node.create_publisher(PoseStamped, qos.CURRENT_POSE_TOPIC, qos.robot_state_qos())
+    images = {c: node.create_publisher(Image, topic, qos.image_qos()) for c, topic in topics.cameras.items()}
+    pose = node.create_publisher(PoseStamped, topics.current_pose, qos.robot_state_qos())
     stop = threading.Event()
     rng = np.random.default_rng(0)
-    size = load_robot_description("fr3_sim").camera("front").height  # the node's default robot
+    size = load_robot_description(DEFAULT_ROBOT_DESCRIPTION).camera("front").height  # the node's default robot
 
     def robot() -> None:
         quat = matrix_to_quat(np.diag([1.0, -1.0, -1.0]))
         while not stop.is_set():
             now = node.get_clock().now().nanoseconds * 1e-9
-            pose.publish(pose_to_msg([0.45, 0.0, 0.3], quat, now, qos.FRAME_ID))
+            pose.publish(pose_to_msg([0.45, 0.0, 0.3], quat, now, topics.frame_id))
             for camera, publisher in images.items():
                 publisher.publish(image_to_msg(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), now, camera))
             stop.wait(0.02)

@@ -16,7 +16,7 @@ from df_policy import qos  # noqa: E402
 from df_policy.conversions import msg_to_image, msg_to_pose, pose_to_msg  # noqa: E402
 from df_policy.sim_robot_node import SimRobotNode  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from harness import RosHarness, write_robot_description  # noqa: E402
+from harness import RosHarness, robot_topics, write_robot_description  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
@@ -26,7 +26,8 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from sim.faults import FaultEvent, FaultPlan  # noqa: E402
 
-CAMERA_TOPICS = [qos.camera_topic(c) for c in ("front", "wrist")]
+TOPICS = robot_topics("fr3_sim")  # the tests' derived description keeps fr3_sim's topics
+CAMERA_TOPICS = list(TOPICS.cameras.values())
 
 
 class Harness(RosHarness):
@@ -65,9 +66,9 @@ def _collect(h: Harness, msg_type, topic: str, qos_profile) -> list:
 
 def test_publishes_documented_topics_with_documented_qos(harness: Harness) -> None:
     expected = {
-        qos.CURRENT_POSE_TOPIC: ReliabilityPolicy.BEST_EFFORT,
-        qos.MEASURED_JOINT_STATES_TOPIC: ReliabilityPolicy.BEST_EFFORT,
-        qos.GRIPPER_JOINT_STATES_TOPIC: ReliabilityPolicy.RELIABLE,
+        TOPICS.current_pose: ReliabilityPolicy.BEST_EFFORT,
+        TOPICS.measured_joint_states: ReliabilityPolicy.BEST_EFFORT,
+        TOPICS.gripper_joint_states: ReliabilityPolicy.RELIABLE,
         **{topic: ReliabilityPolicy.RELIABLE for topic in CAMERA_TOPICS},
     }
     for topic, reliability in expected.items():
@@ -76,17 +77,17 @@ def test_publishes_documented_topics_with_documented_qos(harness: Harness) -> No
         assert infos[0].qos_profile.reliability == reliability, topic
     subscriptions = {
         topic: info.qos_profile.reliability
-        for topic in (qos.TARGET_POSE_TOPIC, qos.GRIPPER_WIDTH_COMMAND_TOPIC)
+        for topic in (TOPICS.command, TOPICS.gripper_command)
         for info in harness.probe.get_subscriptions_info_by_topic(topic)
     }
     assert subscriptions == {
-        qos.TARGET_POSE_TOPIC: ReliabilityPolicy.RELIABLE,
-        qos.GRIPPER_WIDTH_COMMAND_TOPIC: ReliabilityPolicy.RELIABLE,
+        TOPICS.command: ReliabilityPolicy.RELIABLE,
+        TOPICS.gripper_command: ReliabilityPolicy.RELIABLE,
     }
 
     images = {t: _collect(harness, Image, t, qos.image_qos()) for t in CAMERA_TOPICS}
-    joints = _collect(harness, JointState, qos.MEASURED_JOINT_STATES_TOPIC, qos_profile_sensor_data)
-    gripper = _collect(harness, JointState, qos.GRIPPER_JOINT_STATES_TOPIC, qos.reliable_qos())
+    joints = _collect(harness, JointState, TOPICS.measured_joint_states, qos_profile_sensor_data)
+    gripper = _collect(harness, JointState, TOPICS.gripper_joint_states, qos.reliable_qos())
     harness.wait_for(
         lambda: all(len(v) >= 2 for v in images.values()) and joints and gripper,
         20.0,
@@ -96,37 +97,38 @@ def test_publishes_documented_topics_with_documented_qos(harness: Harness) -> No
         msg = msgs[-1]
         assert (msg.encoding, msg.height, msg.width) == ("rgb8", 48, 48), topic
         assert msg_to_image(msg).std() > 5
-    assert list(joints[-1].name) == [f"fr3_joint{i}" for i in range(1, 8)]
-    assert list(gripper[-1].name) == ["fr3_finger_joint1", "fr3_finger_joint2"]
+    arm = harness.node.description.arm
+    assert list(joints[-1].name) == list(arm.joint_names)
+    assert list(gripper[-1].name) == list(arm.finger_joint_names)
     assert sum(gripper[-1].position) == pytest.approx(0.08, abs=0.005)
 
 
 def test_best_effort_state_reaches_sensor_data_subscriber_only(harness: Harness) -> None:
-    sensor = _collect(harness, PoseStamped, qos.CURRENT_POSE_TOPIC, qos_profile_sensor_data)
+    sensor = _collect(harness, PoseStamped, TOPICS.current_pose, qos_profile_sensor_data)
     reliable = _collect(
         harness,
         PoseStamped,
-        qos.CURRENT_POSE_TOPIC,
+        TOPICS.current_pose,
         QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
     )
     harness.wait_for(lambda: len(sensor) >= 10, 20.0, "current_pose on a sensor-data subscriber")
-    assert sensor[-1].header.frame_id == "fr3_link0"
+    assert sensor[-1].header.frame_id == TOPICS.frame_id
     # As with franka_ros2: a reliable subscriber to a best-effort topic gets nothing.
     assert reliable == []
 
 
 def test_target_pose_over_ros_moves_the_end_effector(harness: Harness) -> None:
-    poses = _collect(harness, PoseStamped, qos.CURRENT_POSE_TOPIC, qos_profile_sensor_data)
+    poses = _collect(harness, PoseStamped, TOPICS.current_pose, qos_profile_sensor_data)
     harness.wait_for(lambda: bool(poses), 20.0, "a first current_pose")
     start, quat = msg_to_pose(poses[-1])
     target = start + np.array([0.08, -0.06, -0.1])
-    publisher = harness.probe.create_publisher(PoseStamped, qos.TARGET_POSE_TOPIC, 10)
-    gripper = harness.probe.create_publisher(Float64, qos.GRIPPER_WIDTH_COMMAND_TOPIC, 10)
+    publisher = harness.probe.create_publisher(PoseStamped, TOPICS.command, 10)
+    gripper = harness.probe.create_publisher(Float64, TOPICS.gripper_command, 10)
     harness.wait_for(lambda: publisher.get_subscription_count() > 0, 10.0, "the node's target subscription")
     # Stream interpolated targets at 10 Hz, as the policy node would.
     for k in range(1, 16):
         waypoint = start + (target - start) * min(1.0, k / 10)
-        publisher.publish(pose_to_msg(waypoint, quat, time.time(), "fr3_link0"))
+        publisher.publish(pose_to_msg(waypoint, quat, time.time(), TOPICS.frame_id))
         gripper.publish(Float64(data=0.05))
         time.sleep(0.1 / 3.0)  # real_time_factor 3: 0.1 s of sim time
 
@@ -140,7 +142,7 @@ def test_target_pose_over_ros_moves_the_end_effector(harness: Harness) -> None:
         lambda: abs(harness.node.robot.env.robot_state().gripper_width - 0.05) < 0.003, 10.0, "gripper width 0.05 m"
     )
     # A NaN target is rejected (logged) and does not move the arm.
-    bad = pose_to_msg(target, quat, time.time(), "fr3_link0")
+    bad = pose_to_msg(target, quat, time.time(), TOPICS.frame_id)
     bad.pose.position.x = float("nan")
     publisher.publish(bad)
     time.sleep(0.3)

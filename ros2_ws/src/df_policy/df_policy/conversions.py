@@ -22,6 +22,7 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from policy.imaging import decode_ros_image, to_channels
+from robots.description import CameraDescription
 
 SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "mono8")
 
@@ -131,6 +132,21 @@ def compressed_msg_to_image(msg: CompressedImage) -> np.ndarray:
 
 
 _OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def camera_message(camera: CameraDescription) -> tuple[type[Image] | type[CompressedImage], str]:
+    """The message type and topic a described camera's frames arrive on: Image on its
+    topic, or CompressedImage on `<topic>/compressed` (image_transport) for transport
+    'compressed'."""
+    if camera.transport == "compressed":
+        return CompressedImage, f"{camera.topic}/compressed"
+    return Image, camera.topic
+
+
+def camera_msg_to_image(msg: Image | CompressedImage) -> np.ndarray:
+    """A camera message of either transport -> HxWx3 RGB uint8; ConversionError when it
+    does not decode."""
+    return compressed_msg_to_image(msg) if isinstance(msg, CompressedImage) else msg_to_image(msg)
 
 
 def _plain(error: BaseException) -> str:

@@ -9,8 +9,8 @@ robot description's safety limits) holds it; launch files and parameter files ov
 from __future__ import annotations
 
 import sys
-from dataclasses import fields, is_dataclass, replace
-from typing import Any
+from dataclasses import Field, fields, is_dataclass, replace
+from typing import Any, get_args, get_origin, get_type_hints
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -25,7 +25,7 @@ class ParameterError(ValueError):
     """A parameter has a value of the wrong type or out of range; the message names it."""
 
 
-def _ros_type(value: Any) -> int:
+def _ros_type(value: Any, integers: bool = False) -> int:
     if isinstance(value, bool):
         return ParameterType.PARAMETER_BOOL
     if isinstance(value, int):
@@ -36,35 +36,57 @@ def _ros_type(value: Any) -> int:
         return ParameterType.PARAMETER_STRING
     if isinstance(value, tuple | list) and value and all(isinstance(v, str) for v in value):
         return ParameterType.PARAMETER_STRING_ARRAY
+    if isinstance(value, tuple | list) and integers:
+        return ParameterType.PARAMETER_INTEGER_ARRAY
     if isinstance(value, tuple | list):
         return ParameterType.PARAMETER_DOUBLE_ARRAY
     raise TypeError(f"no ROS parameter type for {value!r}")
 
 
-def to_parameter_value(value: Any) -> Any:
-    """A dataclass value as rclpy takes it (tuples as lists, numbers in arrays as floats)."""
+def to_parameter_value(value: Any, integers: bool = False) -> Any:
+    """A dataclass value as rclpy takes it: tuples as lists, numbers in arrays as floats
+    (as ints for a field typed as a sequence of ints, `integers`)."""
     if isinstance(value, tuple | list):
-        return [v if isinstance(v, str) else float(v) for v in value]
+        return [v if isinstance(v, str) else int(v) if integers else float(v) for v in value]
     return value
 
 
 def from_parameter_value(value: Any, like: Any) -> Any:
-    """A parameter value back in the dataclass field's shape (`like`: its current value)."""
-    if isinstance(like, tuple) and isinstance(value, list | tuple):
+    """A parameter value back in the dataclass field's shape (`like`: its current value).
+    Arrays come back as lists or, from a parameter file, as array.array: both as tuples."""
+    if isinstance(like, tuple) and not isinstance(value, str | bytes):
         return tuple(value)
     return value
+
+
+def integer_sequence_fields(cls: type) -> set[str]:
+    """The fields of dataclass `cls` typed as a tuple or list of ints (joystick axes,
+    button indices): integer-array parameters, not double arrays."""
+    hints = get_type_hints(cls)
+    found = set()
+    for item in fields(cls):
+        hint = hints.get(item.name)
+        arguments = [a for a in get_args(hint) if a is not Ellipsis]
+        if get_origin(hint) in (tuple, list) and arguments and all(a is int for a in arguments):
+            found.add(item.name)
+    return found
+
+
+def parameter_help_entry(name: str, default: Any, item: Field) -> str:
+    """One parameter in a node's `--help`: its name, default and meaning."""
+    return f"  {name} = {default}\n      {field_doc(item).doc}"
 
 
 def parameter_names(prefix: str, instance: Any) -> list[str]:
     return [f"{prefix}{f.name}" for f in fields(instance)]
 
 
-def _descriptor(name: str, item: Any, value: Any, read_only: bool) -> ParameterDescriptor:
+def _descriptor(name: str, item: Field, value: Any, read_only: bool, integers: bool) -> ParameterDescriptor:
     doc = field_doc(item)
     text = doc.doc + (f" (one of {list(doc.choices)})" if doc.choices else "")
     descriptor = ParameterDescriptor(
         name=name,
-        type=_ros_type(value),
+        type=_ros_type(value, integers),
         description=text,
         read_only=read_only,
         additional_constraints="" if read_only else "changes take effect at once",
@@ -97,13 +119,17 @@ def declare_dataclass(node: Node, prefix: str, defaults: Any, read_only: bool) -
     a value not among the field's choices, or one the dataclass refuses."""
     assert is_dataclass(defaults)
     values: dict[str, Any] = {}
+    integer_sequences = integer_sequence_fields(type(defaults))
     for item in fields(defaults):
         name = f"{prefix}{item.name}"
         default = getattr(defaults, item.name)
         if isinstance(default, float | int) and not isinstance(default, bool) and isinstance(item.default, float):
             default = float(default)  # a float field given an int in YAML stays a double parameter
+        integers = item.name in integer_sequences
         try:
-            node.declare_parameter(name, to_parameter_value(default), _descriptor(name, item, default, read_only))
+            node.declare_parameter(
+                name, to_parameter_value(default, integers), _descriptor(name, item, default, read_only, integers)
+            )
         except InvalidParameterTypeException as error:
             raise ParameterError(
                 f"parameter {name!r} must be of the type of its default {default!r} "

@@ -55,24 +55,17 @@ from df_policy import policy_outputs as outputs
 from df_policy import qos
 from df_policy.conversions import (
     ConversionError,
-    compressed_msg_to_image,
+    camera_message,
+    camera_msg_to_image,
     image_to_msg,
-    msg_to_image,
     msg_to_joint_positions,
     msg_to_pose,
     time_to_seconds,
 )
 from df_policy.node_main import spin_until_shutdown
-from df_policy.parameters import ParameterError, declare_dataclass, updated_dataclass
+from df_policy.parameters import ParameterError, declare_dataclass, parameter_help_entry, updated_dataclass
 from df_policy.settings import PolicyNodeSettings
-from df_policy.sinks import (
-    FrankaGripperActionSink,
-    GripperWidthTopicSink,
-    JointTrajectorySink,
-    NoGripperSink,
-    PoseStampedSink,
-    SinkError,
-)
+from df_policy.sinks import JointTrajectorySink, PoseStampedSink, SinkError, make_gripper_sink
 from policy.commanding import Commander, CommandStep, JointModel, SafetyLimits, WatchdogConfig
 from policy.frame_health import HealthConfig
 from policy.runner import RunnerConfig
@@ -286,11 +279,10 @@ class PolicyNode(Node):
         self._command_group = MutuallyExclusiveCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
         for camera in self.cameras:
-            described = robot.camera(camera)
-            compressed = described.transport == "compressed"
+            message_type, topic = camera_message(robot.camera(camera))
             self.create_subscription(
-                CompressedImage if compressed else Image,
-                f"{described.topic}/compressed" if compressed else described.topic,
+                message_type,
+                topic,
                 lambda msg, camera=camera: self._on_frame(camera, msg),
                 qos.image_qos(),
                 callback_group=inputs,
@@ -319,12 +311,7 @@ class PolicyNode(Node):
                 )
             else:
                 self.sink = PoseStampedSink(self, robot.command.topic, robot.frame_id)
-            if robot.gripper.sink == "width_topic":
-                self.gripper_sink = GripperWidthTopicSink(self, robot.gripper.topic)
-            elif robot.gripper.sink == "franka_action":
-                self.gripper_sink = FrankaGripperActionSink(self, robot.gripper.action_namespace)
-            else:
-                self.gripper_sink = NoGripperSink()
+            self.gripper_sink = make_gripper_sink(self, robot.gripper)
         except SinkError as error:
             raise PolicyNodeError(str(error)) from error
 
@@ -586,7 +573,7 @@ class PolicyNode(Node):
                 inputs[camera] = CameraInput(None, stamp, decode_error=True)
                 continue
             try:
-                frame = compressed_msg_to_image(msg) if isinstance(msg, CompressedImage) else msg_to_image(msg)
+                frame = camera_msg_to_image(msg)
                 inputs[camera] = CameraInput(frame, stamp)
             except ConversionError as error:
                 self.get_logger().error(f"camera {camera}: {error}", throttle_duration_sec=1.0)
@@ -766,8 +753,6 @@ def make_executor(kind: str, context: Any = None) -> Any:
 
 def parameter_help() -> str:
     """Every parameter with its default and meaning, from the config dataclasses."""
-    from policy.config_io import field_doc
-
     lines = []
     for prefix, (cls, live) in PARAMETER_GROUPS.items():
         title = f"{cls.__module__}.{cls.__name__}" + (" (live: ros2 param set takes effect)" if live else "")
@@ -778,7 +763,7 @@ def parameter_help() -> str:
                 default = "(robot description)"
             elif prefix == "runner.":
                 default = f"{default!r} (or the checkpoint's)"
-            lines.append(f"  {prefix}{item.name} = {default}\n      {field_doc(item).doc}")
+            lines.append(parameter_help_entry(prefix + item.name, default, item))
     return "\n".join(lines)
 
 

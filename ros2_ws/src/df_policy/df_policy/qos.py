@@ -1,13 +1,14 @@
-"""Default topic names and the QoS each one uses, as on the real robot (DESIGN.md).
+"""The QoS each kind of topic uses, as on the real robot (DESIGN.md). The topic names
+are the robot description's (robots/descriptions/*.yaml), never restated here.
 
-| topic                                                 | type        | QoS                   |
-|-------------------------------------------------------|-------------|-----------------------|
-| /camera/<name>/color/image_raw                        | Image rgb8  | reliable, last 5      |
-| /franka_robot_state_broadcaster/current_pose          | PoseStamped | best effort (sensor)  |
-| /franka_robot_state_broadcaster/measured_joint_states | JointState  | best effort (sensor)  |
-| /franka_gripper/joint_states                          | JointState  | reliable, last 10     |
-| /target_pose (in)                                     | PoseStamped | reliable, last 10     |
-| /franka_gripper/width_command (in, simulation only)   | Float64 (m) | reliable, last 10     |
+| topic (robot description key)                 | type        | QoS                   |
+|-----------------------------------------------|-------------|-----------------------|
+| cameras[].topic                               | Image rgb8  | reliable, last 5      |
+| state.current_pose_topic                      | PoseStamped | best effort (sensor)  |
+| state.measured_joint_states_topic             | JointState  | best effort (sensor)  |
+| state.gripper_joint_states_topic              | JointState  | reliable, last 10     |
+| command.topic (sink pose: in at the robot)    | PoseStamped | reliable, depth 1     |
+| gripper.topic (sink width_topic: simulation)  | Float64 (m) | reliable, last 10     |
 
 Best-effort state topics: a reliable subscriber silently receives nothing from them,
 exactly as with franka_ros2; subscribe with `qos_profile_sensor_data`. Reliable
@@ -24,19 +25,9 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
-FRAME_ID = "fr3_link0"
-CURRENT_POSE_TOPIC = "/franka_robot_state_broadcaster/current_pose"
-MEASURED_JOINT_STATES_TOPIC = "/franka_robot_state_broadcaster/measured_joint_states"
-GRIPPER_JOINT_STATES_TOPIC = "/franka_gripper/joint_states"
-TARGET_POSE_TOPIC = "/target_pose"
-GRIPPER_WIDTH_COMMAND_TOPIC = "/franka_gripper/width_command"
-
-
-def camera_topic(camera: str) -> str:
-    return f"/camera/{camera}/color/image_raw"
-
 
 def camera_frame_id(camera: str) -> str:
+    """The frame a camera's images are stamped in (realsense2_camera's naming)."""
     return f"{camera}_color_optical_frame"
 
 

@@ -1,4 +1,6 @@
-"""Where the policy node's commands go: pluggable arm and gripper sinks.
+"""Where the nodes' commands go: pluggable arm and gripper sinks, as the robot description
+names them (the policy node uses every kind; the teleop recorder the pose sink and the
+same gripper sinks: one gripper interface for both).
 
 Arm sinks take a safe `PoseCommand` or `JointCommand` (policy.commanding) at the command rate:
 - `pose`: geometry_msgs/PoseStamped for a Cartesian impedance controller (default
@@ -30,6 +32,7 @@ from df_policy import qos
 from df_policy.conversions import pose_to_msg
 from policy.commanding import JointCommand, PoseCommand
 from policy.geometry import quat_to_matrix
+from robots.description import GripperCommandSink
 from robots.franka import franka_arm, solve_ik
 
 
@@ -141,8 +144,8 @@ class FrankaGripperActionSink:
             from rclpy.action import ActionClient
         except ImportError as error:
             raise SinkError(
-                "gripper_sink 'franka_action' needs franka_msgs (part of franka_ros2); install it on the robot "
-                "computer or choose gripper_sink 'width_topic' or 'none'"
+                "gripper.sink 'franka_action' needs franka_msgs (part of franka_ros2); install it on the robot "
+                "computer or choose gripper.sink 'width_topic' or 'none' in the robot description"
             ) from error
         self._grasp_type, self._move_type = Grasp, Move
         self._grasp = ActionClient(node, Grasp, f"{namespace.rstrip('/')}/grasp")
@@ -179,3 +182,16 @@ class FrankaGripperActionSink:
 class NoGripperSink:
     def send(self, width: float) -> None:
         return None
+
+
+GripperSink = GripperWidthTopicSink | FrankaGripperActionSink | NoGripperSink
+
+
+def make_gripper_sink(node: Node, gripper: GripperCommandSink) -> GripperSink:
+    """The gripper sink a robot description's `gripper` section names. Raises SinkError
+    when it cannot be built (franka_msgs missing for `franka_action`)."""
+    if gripper.sink == "width_topic":
+        return GripperWidthTopicSink(node, gripper.topic)
+    if gripper.sink == "franka_action":
+        return FrankaGripperActionSink(node, gripper.action_namespace)
+    return NoGripperSink()

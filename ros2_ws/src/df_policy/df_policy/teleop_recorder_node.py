@@ -3,22 +3,33 @@
 Thin glue around `data_collection.teleop_session.TeleopSession`: subscriptions convert
 messages and hand them to the session (which records them through the crash-proof
 `Recorder`); a control timer integrates the device twist into a clamped target pose and
-publishes it with the gripper width; services and keys run the episode lifecycle.
+sends it with the gripper width; services and keys run the episode lifecycle.
 
-Subscribes:  /camera/<name>/color/image_raw (sensor_msgs/Image), current_pose
-             (PoseStamped, best effort), measured_joint_states and the gripper's
-             joint_states (JointState), and the device: /spacenav/twist
-             (geometry_msgs/Twist, input:=twist) with /spacenav/joy buttons for the
-             gripper, or /spacenav/joy axes and buttons (sensor_msgs/Joy, input:=joy).
-Publishes:   /target_pose (PoseStamped) and /franka_gripper/width_command (Float64, m),
-             from the first measured pose on (so the first target is where the arm is).
+The robot's facts come from its robot description (`robot_description`, as for
+policy_node and sim_robot_node), none is restated here: the cameras (names, topics,
+transport, native sizes and rates: the store's camera streams), the state topics and
+rates, the joint and finger names (its robot_type), the base frame, where arm targets
+and gripper widths go (command.topic, a `pose` sink; the gripper sink), and the teleop
+limits: the workspace box, speed limits and gripper range of its safety limits, the
+ones the policy node holds its commands to.
+
+Subscribes:  every camera of the description (Image, or CompressedImage on
+             <topic>/compressed), its current_pose (PoseStamped, best effort),
+             measured joint states and gripper joint states (JointState), and the
+             device: twist_topic (geometry_msgs/Twist, input:=twist) with joy_topic
+             buttons for the gripper, or joy_topic axes and buttons (sensor_msgs/Joy,
+             input:=joy).
+Publishes:   the description's command topic (PoseStamped) and its gripper sink (a
+             width topic in the simulator, franka_gripper actions on the robot), from
+             the first measured pose on (so the first target is where the arm is).
 Services:    ~/start_episode, ~/stop_episode (commits, success = stop_marks_success),
              ~/discard_episode, ~/resync (restart the target from the measured pose),
              all std_srvs/Trigger.
 Terminal:    when stdin is a TTY: s start, e end (success), f end (failed), d discard,
              q quit, h help; a one-line live status (episode, seconds, rates, drops).
 
-Parameters: see PARAMETER_DEFAULTS (config/teleop_recorder.yaml for the simulated robot).
+Parameters: the node's own (df_policy.settings.TeleopRecorderSettings: `--help` lists
+them; config/teleop_recorder.yaml sets every one). They are read-only.
 Stamps: a sensor sample keeps its header stamp (receive time if the stamp is zero); the
 command and the device input are stamped with this node's clock when they are issued.
 """
@@ -30,6 +41,7 @@ import os
 import select
 import sys
 import threading
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +50,11 @@ import rclpy
 from geometry_msgs.msg import PoseStamped, Twist
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState, Joy
-from std_msgs.msg import Float64
+from sensor_msgs.msg import CompressedImage, Image, JointState, Joy
 from std_srvs.srv import Trigger
 
 from data_collection.recorder import Recorder, RecorderConfig
-from data_collection.schema import StoreSettings, fr3_stream_specs
+from data_collection.schema import StoreSettings, robot_stream_specs
 from data_collection.store import EpisodeStore
 from data_collection.teleop import TeleopIntegrator, TeleopLimits
 from data_collection.teleop_session import (
@@ -56,134 +67,136 @@ from data_collection.teleop_session import (
     scale_twist,
 )
 from df_policy import qos
-from df_policy.conversions import ConversionError, msg_to_image, msg_to_pose, pose_to_msg, time_to_seconds
+from df_policy.conversions import (
+    ConversionError,
+    camera_message,
+    camera_msg_to_image,
+    msg_to_pose,
+    time_to_seconds,
+)
 from df_policy.node_main import spin_until_shutdown
+from df_policy.parameters import ParameterError, declare_dataclass, parameter_help_entry
+from df_policy.settings import TeleopRecorderSettings
+from df_policy.sinks import PoseStampedSink, SinkError, make_gripper_sink
+from policy.commanding import PoseCommand
+from robots.description import RobotDescription, RobotDescriptionError, load_robot_description
 
-PARAMETER_DEFAULTS: dict[str, Any] = {
-    "store_path": "demos.zarr",  # created if missing
-    "task": "swap fruit",
-    "cameras": ["front", "wrist"],
-    "camera_topic_format": "/camera/{camera}/color/image_raw",
-    "image_height": 480,  # frames of another size are rejected and noted in the episode
-    "image_width": 640,
-    "camera_rate_hz": 30.0,  # nominal rates: statistics, gap and stall detection
-    "state_rate_hz": 1000.0,
-    "gripper_rate_hz": 15.0,
-    "current_pose_topic": qos.CURRENT_POSE_TOPIC,
-    "measured_joint_states_topic": qos.MEASURED_JOINT_STATES_TOPIC,
-    "gripper_joint_states_topic": qos.GRIPPER_JOINT_STATES_TOPIC,
-    "joint_names": [f"fr3_joint{i}" for i in range(1, 8)],
-    "finger_joint_names": ["fr3_finger_joint1", "fr3_finger_joint2"],
-    "input": "twist",  # "twist": motion from twist_topic, gripper from joy buttons; "joy": all from joy
-    "twist_topic": "/spacenav/twist",
-    "joy_topic": "/spacenav/joy",
-    "twist_linear_scale": 0.25,  # m/s per unit of the device twist (spacenav: [-1, 1])
-    "twist_angular_scale": 1.0,  # rad/s per unit
-    "joy_linear_axes": [0, 1, 2],
-    "joy_angular_axes": [3, 4, 5],
-    "joy_deadzone": 0.05,
-    "gripper_close_button": 0,
-    "gripper_open_button": 1,
-    "teleop_frame": "base",  # or "tool"
-    "control_rate_hz": 100.0,
-    "target_pose_topic": qos.TARGET_POSE_TOPIC,
-    "gripper_command_topic": qos.GRIPPER_WIDTH_COMMAND_TOPIC,
-    "frame_id": qos.FRAME_ID,
-    "workspace_min": [0.25, -0.45, 0.02],
-    "workspace_max": [0.80, 0.45, 0.70],
-    "max_linear_speed": 0.25,
-    "max_angular_speed": 1.0,
-    "input_timeout_s": 0.25,
-    "stop_marks_success": True,
-    "keyboard": True,  # only used when stdin is a TTY
-    "status_period_s": 0.5,
-    "min_free_mb": 256,
-}
+
+class TeleopRecorderError(RuntimeError):
+    """The recorder cannot start with this configuration; the message says why."""
+
+
+def declared_parameter_names() -> set[str]:
+    """Every parameter the node declares (besides rclpy's own use_sim_time)."""
+    return {item.name for item in fields(TeleopRecorderSettings)}
+
+
+def load_teleop_robot(name_or_path: str) -> RobotDescription:
+    """The robot description to teleoperate: refused, naming why, unless its arm takes
+    Cartesian pose targets (teleop integrates the device twist into a pose)."""
+    try:
+        robot = load_robot_description(name_or_path)
+    except RobotDescriptionError as error:
+        raise TeleopRecorderError(f"refusing to start: {error}") from error
+    if robot.command.sink != "pose":
+        raise TeleopRecorderError(
+            f"refusing to start: robot description {robot.source} has command.sink {robot.command.sink!r}; "
+            "teleoperation sends Cartesian targets and needs command.sink 'pose'"
+        )
+    return robot
 
 
 class TeleopRecorderNode(Node):
     def __init__(self, name: str = "teleop_recorder", **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
-        for key, value in PARAMETER_DEFAULTS.items():
-            self.declare_parameter(key, value)
-        p = {key: self.get_parameter(key).value for key in PARAMETER_DEFAULTS}
-        if p["input"] not in ("twist", "joy"):
-            raise ValueError(f"parameter input must be 'twist' or 'joy', got {p['input']!r}")
-        self._cameras = [str(c) for c in p["cameras"]]
-        self._joint_names = [str(j) for j in p["joint_names"]]
-        self._finger_names = [str(j) for j in p["finger_joint_names"]]
-        self._frame_id = str(p["frame_id"])
-        self._stop_marks_success = bool(p["stop_marks_success"])
-        self._input_mode = str(p["input"])
-        self._twist_scales = (float(p["twist_linear_scale"]), float(p["twist_angular_scale"]))
-        self._joy = JoyMapping(
-            linear_axes=tuple(int(a) for a in p["joy_linear_axes"]),
-            angular_axes=tuple(int(a) for a in p["joy_angular_axes"]),
-            linear_scale=float(p["max_linear_speed"]),
-            angular_scale=float(p["max_angular_speed"]),
-            deadzone=float(p["joy_deadzone"]),
-            close_button=int(p["gripper_close_button"]),
-            open_button=int(p["gripper_open_button"]),
-        )
+        try:
+            settings: TeleopRecorderSettings = declare_dataclass(self, "", TeleopRecorderSettings(), read_only=True)
+        except ParameterError as error:
+            raise TeleopRecorderError(f"bad parameter: {error}") from error
+        self.settings = settings
+        robot = self.robot = load_teleop_robot(settings.robot_description)
+        arm = robot.arm
+        self._cameras = list(robot.camera_names)
+        self._joint_names = list(arm.joint_names)
+        self._finger_names = list(arm.finger_joint_names)
+        self._stop_marks_success = settings.stop_marks_success
+        self._input_mode = settings.input
+        self._twist_scales = (settings.twist_linear_scale, settings.twist_angular_scale)
+        try:
+            self._joy = JoyMapping(
+                linear_axes=settings.joy_linear_axes,
+                angular_axes=settings.joy_angular_axes,
+                linear_scale=settings.joy_linear_scale,
+                angular_scale=settings.joy_angular_scale,
+                deadzone=settings.joy_deadzone,
+                close_button=settings.gripper_close_button,
+                open_button=settings.gripper_open_button,
+            )
+            limits = TeleopLimits.within(robot.safety, twist_timeout_s=settings.input_timeout_s)
+            integrator = TeleopIntegrator(limits, frame=settings.teleop_frame)
+        except ValueError as error:
+            raise TeleopRecorderError(f"bad parameter value: {error}") from error
 
-        streams = fr3_stream_specs(
-            camera_names=tuple(self._cameras),
-            image_shape=(int(p["image_height"]), int(p["image_width"])),
-            camera_rate_hz=float(p["camera_rate_hz"]),
-            state_rate_hz=float(p["state_rate_hz"]),
-            gripper_rate_hz=float(p["gripper_rate_hz"]),
-            command_rate_hz=float(p["control_rate_hz"]),
-            teleop_rate_hz=float(p["control_rate_hz"]),
+        self._arm_sink = PoseStampedSink(self, robot.command.topic, robot.frame_id)
+        try:  # before the store opens: a robot the node cannot command leaves nothing behind
+            self._gripper_sink = make_gripper_sink(self, robot.gripper)
+        except SinkError as error:
+            raise TeleopRecorderError(f"refusing to start: {error}") from error
+
+        streams = robot_stream_specs(
+            robot, command_rate_hz=settings.control_rate_hz, teleop_rate_hz=settings.control_rate_hz
         )
-        self.store = EpisodeStore.open_or_create(Path(str(p["store_path"])).expanduser(), StoreSettings())
+        self.store = EpisodeStore.open_or_create(Path(settings.store_path).expanduser(), StoreSettings())
         recorder = Recorder(
             self.store,
             streams,
-            RecorderConfig(min_free_bytes=int(p["min_free_mb"]) * 2**20),
-            robot={"type": "fr3", "joint_names": self._joint_names, "base_frame": self._frame_id},
+            RecorderConfig(min_free_bytes=settings.min_free_mb * 2**20),
+            robot={
+                "type": robot.robot_type,
+                "description": robot.name,
+                "embodiment": robot.embodiment,
+                "joint_names": self._joint_names,
+                "base_frame": robot.frame_id,
+            },
             clock=self._now,
             on_problem=lambda message: self.get_logger().warning(message),
         )
-        limits = TeleopLimits(
-            workspace_min=tuple(float(v) for v in p["workspace_min"]),
-            workspace_max=tuple(float(v) for v in p["workspace_max"]),
-            max_linear_speed=float(p["max_linear_speed"]),
-            max_angular_speed=float(p["max_angular_speed"]),
-            twist_timeout_s=float(p["input_timeout_s"]),
-        )
-        self.session = TeleopSession(
-            recorder, TeleopIntegrator(limits, frame=str(p["teleop_frame"])), task=str(p["task"])
-        )
+        self.session = TeleopSession(recorder, integrator, task=settings.task)
         self._status_streams = [*self._cameras, "ee_pose", "joint_states", "gripper", "input"]
 
         sensors = MutuallyExclusiveCallbackGroup()  # callbacks may run in parallel with the timer
-        for camera in self._cameras:
-            topic = str(p["camera_topic_format"]).format(camera=camera)
-            self.create_subscription(Image, topic, lambda msg, c=camera: self._on_image(c, msg), qos.image_qos())
+        for camera in robot.cameras:
+            message_type, topic = camera_message(camera)
+            self.create_subscription(
+                message_type, topic, lambda msg, c=camera.name: self._on_image(c, msg), qos.image_qos()
+            )
+        state = robot.state
         self.create_subscription(
-            PoseStamped, p["current_pose_topic"], self._on_pose, qos.robot_state_qos(), callback_group=sensors
+            PoseStamped, state.current_pose_topic, self._on_pose, qos.robot_state_qos(), callback_group=sensors
         )
         self.create_subscription(
-            JointState, p["measured_joint_states_topic"], self._on_joints, qos.robot_state_qos(), callback_group=sensors
+            JointState,
+            state.measured_joint_states_topic,
+            self._on_joints,
+            qos.robot_state_qos(),
+            callback_group=sensors,
         )
         # Best effort matches both reliable and best-effort publishers (drivers differ).
-        self.create_subscription(JointState, p["gripper_joint_states_topic"], self._on_gripper, qos.robot_state_qos())
-        self.create_subscription(Joy, p["joy_topic"], self._on_joy, qos.robot_state_qos())
+        self.create_subscription(JointState, state.gripper_joint_states_topic, self._on_gripper, qos.robot_state_qos())
+        self.create_subscription(Joy, settings.joy_topic, self._on_joy, qos.robot_state_qos())
         if self._input_mode == "twist":
-            self.create_subscription(Twist, p["twist_topic"], self._on_twist, qos.robot_state_qos())
+            self.create_subscription(Twist, settings.twist_topic, self._on_twist, qos.robot_state_qos())
 
-        self._target_pub = self.create_publisher(PoseStamped, p["target_pose_topic"], qos.reliable_qos())
-        self._gripper_pub = self.create_publisher(Float64, p["gripper_command_topic"], qos.reliable_qos())
         control = MutuallyExclusiveCallbackGroup()  # the control loop never waits for a service
-        self.create_timer(1.0 / float(p["control_rate_hz"]), self._on_control, callback_group=control)
+        self.create_timer(1.0 / settings.control_rate_hz, self._on_control, callback_group=control)
         lifecycle = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, "~/start_episode", self._on_start, callback_group=lifecycle)
         self.create_service(Trigger, "~/stop_episode", self._on_stop, callback_group=lifecycle)
         self.create_service(Trigger, "~/discard_episode", self._on_discard, callback_group=lifecycle)
         self.create_service(Trigger, "~/resync", self._on_resync, callback_group=lifecycle)
 
-        self._tty = bool(p["keyboard"]) and sys.stdin.isatty()
-        self._status_period = float(p["status_period_s"])
+        self._tty = settings.keyboard and sys.stdin.isatty()
+        self._status_period = settings.status_period_s
         if self._status_period > 0:
             self.create_timer(self._status_period, self._on_status, callback_group=lifecycle)
         self._stop = threading.Event()
@@ -198,7 +211,10 @@ class TeleopRecorderNode(Node):
                 f"{self.store.path} has interrupted episodes {pending}: run "
                 f"`python -m data_collection.cli repair {self.store.path}` to recover them"
             )
-        self.get_logger().info(f"recording into {self.store.path} ({len(self.store)} episodes)")
+        self.get_logger().info(
+            f"recording robot {robot.name} ({robot.source}: cameras {self._cameras}, targets on "
+            f"{robot.command.topic}, gripper {robot.gripper.sink}) into {self.store.path} ({len(self.store)} episodes)"
+        )
 
     # ---------------------------------------------------------------- helpers
 
@@ -214,9 +230,9 @@ class TeleopRecorderNode(Node):
 
     # ---------------------------------------------------------------- inputs
 
-    def _on_image(self, camera: str, msg: Image) -> None:
+    def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
         try:
-            image = msg_to_image(msg)
+            image = camera_msg_to_image(msg)
         except ConversionError as error:
             self._note(camera, error)
             return
@@ -270,8 +286,8 @@ class TeleopRecorderNode(Node):
         command = self.session.control_step(now)
         if command is None:
             return
-        self._target_pub.publish(pose_to_msg(command[:3], command[3:7], now, self._frame_id))
-        self._gripper_pub.publish(Float64(data=float(command[7])))
+        self._arm_sink.send(PoseCommand(now, command[:3], command[3:7], float(command[7])))
+        self._gripper_sink.send(float(command[7]))
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -351,15 +367,20 @@ class TeleopRecorderNode(Node):
         self.session.close()
 
 
+def parameter_help() -> str:
+    """Every parameter with its default and meaning, from TeleopRecorderSettings."""
+    lines = ["parameters (df_policy.settings.TeleopRecorderSettings):"]
+    lines += [parameter_help_entry(item.name, item.default, item) for item in fields(TeleopRecorderSettings)]
+    return "\n".join(lines)
+
+
 def _parse_cli(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="teleop_recorder_node",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "Example: ros2 run df_policy teleop_recorder_node --ros-args "
-            "--params-file config/teleop_recorder.yaml -p store_path:=/data/swap_fruit.zarr"
-        ),
+        epilog=parameter_help() + "\n\nExample: ros2 run df_policy teleop_recorder_node --ros-args "
+        "--params-file config/teleop_recorder.yaml -p robot_description:=fr3_real -p store_path:=/data/swap_fruit.zarr",
     )
     parser.parse_args(argv)
 
@@ -367,11 +388,17 @@ def _parse_cli(argv: list[str]) -> None:
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv if args is None else args
     from rclpy.executors import MultiThreadedExecutor
+    from rclpy.logging import get_logger
     from rclpy.utilities import remove_ros_args
 
     _parse_cli(remove_ros_args(argv)[1:])
     rclpy.init(args=argv)
-    node = TeleopRecorderNode()
+    try:
+        node = TeleopRecorderNode()
+    except TeleopRecorderError as error:
+        get_logger("teleop_recorder").fatal(str(error))
+        rclpy.shutdown()
+        sys.exit(2)
     executor = MultiThreadedExecutor(num_threads=3)
     spin_until_shutdown(node, executor, should_stop=lambda: node.quit_requested, on_stop=node.shutdown)
 
