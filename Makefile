@@ -46,7 +46,7 @@ demo-memory: $(STAMP)  ## the synthetic memory task: DF vs teacher forcing vs me
 bench-paper: $(STAMP)  ## the paper's table in simulation: DF vs memoryless vs teacher forcing, 3 seeds (hours)
 	$(PY) -m benchmarks.bench_paper $(BENCH_PAPER_ARGS)
 
-bench-latency: $(STAMP)  ## runner per-tick latency vs a Diffusion-Policy-style reference (2 CPU threads)
+bench-latency: $(STAMP)  ## DF tick vs a Diffusion-Policy-size reference at equal threads (1 and 2), per call and per robot-second
 	$(PY) -m benchmarks.bench_latency
 
 bench-sim: $(STAMP)  ## simulator steps/s with two 96 px cameras, and 100 expert demos with 2 processes
