@@ -8,7 +8,7 @@ NETNS := scripts/in_netns.sh
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv test test-slow test-fast lint demo demo-memory bench-paper bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e clean
+.PHONY: help venv test test-loaded test-slow test-fast lint demo demo-memory bench-paper bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -27,6 +27,9 @@ venv: $(STAMP)  ## create .venv and install the project with all extras
 test: $(STAMP)  ## lint and the whole test suite (ROS tests in a private network namespace)
 	$(VENV)/bin/ruff check .
 	$(NETNS) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-loaded: $(STAMP)  ## make test with two CPU-bound processes beside it (the suite must pass on a busy machine)
+	scripts/test_under_load.sh 2
 
 test-slow: $(STAMP)  ## the slow tests only (trainings that prove the policy learns; minutes)
 	$(NETNS) $(PY) -m pytest -m slow $(PYTEST_ARGS)
