@@ -58,8 +58,14 @@ NOT_EMPTY = Check("a non-empty list", lambda value: len(value) > 0)
 ADAM_BETAS = Check("two numbers in [0, 1)", lambda value: len(value) == 2 and all(0 <= b < 1 for b in value))
 IMAGE_SIZE = Check(
     "a number of pixels >= 8 or [height, width]",
-    lambda value: (isinstance(value, int) and value >= 8)
-    or (isinstance(value, list | ListConfig) and len(value) == 2 and all(isinstance(v, int) and v >= 8 for v in value)),
+    lambda value: (
+        (isinstance(value, int) and value >= 8)
+        or (
+            isinstance(value, list | ListConfig)
+            and len(value) == 2
+            and all(isinstance(v, int) and v >= 8 for v in value)
+        )
+    ),
 )
 CROPS = Check(
     "camera: [top, left, height, width] with each a whole number of pixels",
@@ -133,6 +139,10 @@ class TaskSchema:
     max_episodes: int | None = setting(AT_LEAST_ONE)
     normalizer_margin: float = setting(NON_NEGATIVE)
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)  # type: ignore[valid-type]
+    # The simulated task, for tasks that have one (a real-robot task has none): a hydra
+    # `_target_` naming a sim.tasks.base.SimTask class and its arguments. Instantiated by
+    # evaluation.sim_task (training never imports the simulator); its keys are the class's.
+    sim: dict[str, Any] | None = setting(default=None)  # noqa: RUF009 (setting() is a dataclasses.field)
 
 
 @dataclass
