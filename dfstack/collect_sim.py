@@ -409,6 +409,19 @@ def _check_store_matches(store: Any, setup: SimTaskSetup, config: SimCollectionC
             )
 
 
+def _store_settings(setup: SimTaskSetup) -> Any:
+    """A new store's settings: the default low-resolution copies plus the task's own policy
+    image size, so training the task never decodes full frames."""
+    from data_collection.schema import StoreSettings
+
+    size = setup.config.get("image_size")
+    if size is None:
+        return StoreSettings()
+    height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    sizes = StoreSettings().policy_image_sizes
+    return StoreSettings(policy_image_sizes=sizes if (height, width) in sizes else (*sizes, (height, width)))
+
+
 def _directory_bytes(path: Path) -> int:
     total = 0
     for root, _, files in os.walk(path):
@@ -485,7 +498,7 @@ def collect_sim(
         raise ValueError(f"processes must be >= 1, got {processes}")
     config = config or SimCollectionConfig(image_size=image_size)
     setup = load_sim_task(config.task)  # before the store is touched: a bad task changes nothing
-    store = EpisodeStore.open_or_create(store_path)
+    store = EpisodeStore.open_or_create(store_path, _store_settings(setup))
     _check_store_matches(store, setup, config)
     store.acquire_writer_lock()  # fail now, not after the first episode was simulated
     clock = _SimClock()

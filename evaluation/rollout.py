@@ -83,7 +83,7 @@ class EvalSettings:
     def describe(self) -> dict[str, Any]:
         """The settings as results record them (the task by where it came from)."""
         described = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**described, "task": self.task.source if self.task is not None else None}
+        return {**described, "task": self.task.name if self.task is not None else None}
 
 
 def _level_text(levels: dict[str, int], num_levels: int) -> str:
