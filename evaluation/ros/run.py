@@ -178,6 +178,7 @@ def run_ros_episodes(
         if bar is not None:
             bar.close()
     described = {**asdict(settings), "conditions": {name: results[name].description for name in specs}}
+    described["task_title"] = setup.task.title
     described["log_dir"] = str(log_path)
     return ClosedLoopResults(
         checkpoint=str(checkpoint),
