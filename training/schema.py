@@ -139,6 +139,10 @@ class TaskSchema:
     max_episodes: int | None = setting(AT_LEAST_ONE)
     normalizer_margin: float = setting(NON_NEGATIVE)
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)  # type: ignore[valid-type]
+    # The simulated task, for tasks that have one (a real-robot task has none): a hydra
+    # `_target_` naming a sim.tasks.base.SimTask class and its arguments. Instantiated by
+    # evaluation.sim_task (training never imports the simulator); its keys are the class's.
+    sim: dict[str, Any] | None = setting(default=None)  # noqa: RUF009 (setting() is a dataclasses.field)
 
 
 @dataclass
