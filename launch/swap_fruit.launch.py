@@ -85,6 +85,8 @@ def generate_launch_description() -> LaunchDescription:
                     ]
                 ),
                 "start_enabled": ParameterValue(arg("start_enabled"), value_type=bool),
+                # In simulation the policy runs on the simulator's clock (/clock).
+                "use_sim_time": ParameterValue(arg("use_sim"), value_type=bool),
             },
         ],
     )

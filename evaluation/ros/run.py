@@ -4,9 +4,11 @@
 probe (evaluation.ros.probe) and driven episode by episode through their services
 (evaluation.ros.episode).
 
-The policy node runs on wall-clock time and stamps nothing itself; the simulated
-robot stamps its messages with "ROS time at the episode start + sim time". The two
-agree only at `real_time_factor` 1.0, the default.
+Both nodes run on the simulator's clock: sim_robot_node stamps its messages in sim time
+and publishes it on /clock, policy_node runs with use_sim_time. A loaded machine slows
+the simulation down and the policy with it, so frames keep their true age; the policy's
+own compute time still runs on the wall clock, so only `real_time_factor` 1.0 (the
+default) gives it the time budget it has on a robot.
 
 DDS must stay on this machine: everything runs inside a private network namespace
 (`scripts/in_netns.sh`), and `run_ros_episodes` refuses to start anywhere else.
@@ -109,9 +111,9 @@ def run_ros_episodes(
     spec = read_checkpoint_spec(checkpoint, setup)
     if settings.real_time_factor != 1.0:
         warnings.warn(
-            f"real_time_factor {settings.real_time_factor:g}: the policy node ticks on wall-clock time "
-            "while the simulator stamps its messages in sim time, so the policy sees fewer tokens per sim second "
-            "and its commands are scheduled against the wrong clock; results do not represent the product",
+            f"real_time_factor {settings.real_time_factor:g}: both nodes follow the simulator's clock, but a "
+            "tick's computation takes wall-clock time, which is worth more (or less) sim time than on a robot; "
+            "results do not represent the product's timing",
             stacklevel=2,
         )
     cameras = tuple(spec.camera_names)

@@ -114,6 +114,10 @@ def policy_node_parameters(checkpoint: Path, robot_description: str, settings: C
         "torch_threads": int(settings.torch_threads),
         "diagnostics_rate_hz": float(settings.diagnostics_rate_hz),
         "start_enabled": False,
+        # The simulator's clock (/clock): a machine that slows the simulation down slows the
+        # policy with it, so frames keep their true age and the policy sees what it would see
+        # at full speed.
+        "use_sim_time": True,
         **settings.policy_parameters,
     }
 

@@ -182,6 +182,7 @@ class Harness:
                 Parameter("robot_description", value=str(robot)),
                 Parameter("torch_threads", value=1),
                 Parameter("start_enabled", value=True),
+                Parameter("use_sim_time", value=True),  # the simulator's clock
             ],
             context=self.ros.context,
         )

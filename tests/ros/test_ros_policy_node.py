@@ -178,6 +178,8 @@ class Harness(RosHarness):
                 Parameter("health.stale_age_s", value=0.7),
                 Parameter("diagnostics_rate_hz", value=10.0),
                 Parameter("torch_threads", value=1),
+                # The simulator's clock: a loaded machine slows both nodes alike.
+                Parameter("use_sim_time", value=True),
             ],
             context=self.context,
         )

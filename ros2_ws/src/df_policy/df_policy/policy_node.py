@@ -48,6 +48,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import SetBool, Trigger
 
@@ -81,6 +82,9 @@ PARAMETER_GROUPS: dict[str, tuple[type, bool]] = {
     "watchdog.": (WatchdogConfig, True),
 }
 STATS_WINDOW = 20000
+# With use_sim_time the worker also wakes on every /clock message; this bounds a wait
+# when no clock message comes (the simulator paused), in wall seconds.
+SIM_TIME_POLL_S = 0.1
 
 
 def declared_parameter_names() -> set[str]:
@@ -95,11 +99,11 @@ def declared_parameter_names() -> set[str]:
 # capped at a quarter and a half of the period for fast tick rates.
 TICK_EARLY_S = 0.02
 TICK_LATE_S = 0.1
-STATS_WINDOW = 20000
 
 
 class FrameTrigger:
-    """When the next tick runs in "frames" mode (monotonic seconds; no ROS, no clock).
+    """When the next tick runs in "frames" mode (seconds on one clock: monotonic wall time,
+    or sim time with use_sim_time; no ROS here).
 
     The schedule's reference (`anchor`) is the arrival of the frame set a tick used, so
     the ticks lock onto the cameras' phase, with two guards against losing that lock:
@@ -149,7 +153,7 @@ class Latest:
 
     msg: Any = None
     arrival: float | None = None
-    arrival_monotonic: float = -math.inf
+    arrival_schedule: float = -math.inf  # on the tick schedule's clock (PolicyNode.schedule_time)
 
 
 def percentile_ms(values: deque | list, q: float) -> float:
@@ -254,8 +258,9 @@ class PolicyNode(Node):
         self.tick_intervals: deque[float] = deque(maxlen=STATS_WINDOW)
         self.command_latencies: deque[float] = deque(maxlen=STATS_WINDOW)
         self.tick_count = 0
-        self._last_tick_wall: float | None = None
+        self._last_tick_scheduled: float | None = None
 
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self._build_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._stop = threading.Event()
@@ -315,6 +320,9 @@ class PolicyNode(Node):
         except SinkError as error:
             raise PolicyNodeError(str(error)) from error
 
+        if self._sim_time:
+            # Each /clock message moves the tick schedule on: wake the worker for it.
+            self.create_subscription(Clock, "/clock", self._on_clock, 10, callback_group=inputs)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.reliable_qos())
         self._debug_pub = self.create_publisher(Image, "~/debug_image", qos.reliable_qos(depth=1))
         self._predicted_pubs = {
@@ -428,7 +436,11 @@ class PolicyNode(Node):
         now = self.now()
         with self._streams:
             latest = self._frames[camera]
-            latest.msg, latest.arrival, latest.arrival_monotonic = msg, now, time.monotonic()
+            latest.msg, latest.arrival, latest.arrival_schedule = msg, now, self.schedule_time()
+            self._streams.notify_all()
+
+    def _on_clock(self, msg: Clock) -> None:
+        with self._streams:
             self._streams.notify_all()
 
     def _on_state(self, msg: PoseStamped) -> None:
@@ -509,30 +521,40 @@ class PolicyNode(Node):
 
     # ---------------------------------------------------------------- the tick
 
+    def schedule_time(self) -> float:
+        """The clock the ticks are scheduled on: with use_sim_time the simulator's (/clock),
+        so that a machine that slows the simulation down slows the policy's schedule with
+        it; otherwise the monotonic wall clock."""
+        return self.now() if self._sim_time else time.monotonic()
+
+    def _wait(self, seconds: float) -> None:
+        """Wait on the streams' condition (held) for `seconds` of schedule time at most: in
+        sim time, until the next /clock message (which notifies it) or a frame."""
+        self._streams.wait(timeout=min(seconds, SIM_TIME_POLL_S) if self._sim_time else seconds)
+
     def _run_worker(self) -> None:
         trigger = self.settings.tick_trigger
         period = self.tick_period_s
-        frames = FrameTrigger(
-            period, min(TICK_EARLY_S, 0.25 * period), min(TICK_LATE_S, 0.5 * period), time.monotonic()
-        )
-        anchor = time.monotonic() - period  # timer mode: the first tick is due now
+        start = self.schedule_time()
+        frames = FrameTrigger(period, min(TICK_EARLY_S, 0.25 * period), min(TICK_LATE_S, 0.5 * period), start)
+        anchor = start - period  # timer mode: the first tick is due now
         while not self._stop.is_set():
             with self._streams:
                 while not self._stop.is_set():
                     if self._agent_reset_pending or self._enable_pending:
                         break
-                    t = time.monotonic()
+                    t = self.schedule_time()
                     if trigger == "timer":
                         due = anchor + period
                         if t >= due:
                             anchor = due if t - due < period else t  # fixed rate, no bursts after a slow tick
                             break
-                        self._streams.wait(timeout=due - t)
+                        self._wait(due - t)
                         continue
-                    wait = frames.poll(t, [self._frames[c].arrival_monotonic for c in self.cameras])
+                    wait = frames.poll(t, [self._frames[c].arrival_schedule for c in self.cameras])
                     if wait is None:
                         break
-                    self._streams.wait(timeout=wait)
+                    self._wait(wait)
                 if self._stop.is_set():
                     return
                 requests = self._agent_reset_pending or self._enable_pending
@@ -591,11 +613,12 @@ class PolicyNode(Node):
 
     def _tick(self) -> None:
         started = time.perf_counter()
-        # Jitter is about when ticks start (their schedule), not how long they take.
-        start_wall = time.monotonic()
-        if self._last_tick_wall is not None:
-            self.tick_intervals.append(start_wall - self._last_tick_wall)
-        self._last_tick_wall = start_wall
+        # Jitter is about when ticks start (their schedule, so in sim time with use_sim_time),
+        # not how long they take.
+        scheduled = self.schedule_time()
+        if self._last_tick_scheduled is not None:
+            self.tick_intervals.append(scheduled - self._last_tick_scheduled)
+        self._last_tick_scheduled = scheduled
         now = self.now()
         cameras = self._camera_inputs()
         proprio, proprio_stamp = self._proprio()

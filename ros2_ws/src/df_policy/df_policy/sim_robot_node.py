@@ -22,6 +22,8 @@ Parameters (config/sim_robot.yaml or --ros-args -p name:=value):
   clip_targets         clip targets outside the workspace instead of rejecting them
   fault_plan           a FaultPlan as JSON (applies from the next reset; "" = none)
   fault_plan_file      path to a JSON fault plan (used when fault_plan is empty)
+  publish_clock        publish sim time on /clock (nodes run with use_sim_time then share the
+                       simulator's clock, however fast or slow the machine runs it)
 Services: ~/reset_episode (std_srvs/Trigger; message = episode info as JSON),
           ~/report_success (std_srvs/Trigger; success flag, message = report as JSON).
 """
@@ -42,6 +44,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
@@ -55,6 +58,7 @@ from df_policy.conversions import (
     msg_to_joint_target,
     msg_to_pose,
     pose_to_msg,
+    seconds_to_time,
 )
 from df_policy.node_main import spin_until_shutdown
 from evaluation.sim_task import DEFAULT_TASK, SimTaskError, load_sim_task
@@ -72,9 +76,10 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
     "clip_targets": False,
     "fault_plan": "",
     "fault_plan_file": "",
+    "publish_clock": True,
 }
 # Fixed at start-up: a change would need a new simulator.
-FIXED_PARAMETERS = ("task", "robot_description", "target_interpolation_s", "clip_targets")
+FIXED_PARAMETERS = ("task", "robot_description", "target_interpolation_s", "clip_targets", "publish_clock")
 
 
 class SimRobotError(RuntimeError):
@@ -124,6 +129,13 @@ class SimRobotNode(Node):
         self._frame_id = robot.frame_id
         self._real_time_factor = float(p["real_time_factor"])
         self._pacing_reset = True
+        # Sim time: the stamp of every message and, on /clock, the time of nodes that run
+        # with use_sim_time. It starts at ROS time when the node starts and runs on,
+        # continuous over episodes, as fast as the simulation computes: on a loaded
+        # machine it slows down, and so does every node that follows it.
+        self._sim_time = self.get_clock().now().nanoseconds * 1e-9
+        self._stamp_origin = self._sim_time
+        self._clock_pub = self.create_publisher(Clock, "/clock", 10) if p["publish_clock"] else None
 
         state = robot.state
         self._pose_pub = self.create_publisher(PoseStamped, state.current_pose_topic, qos.robot_state_qos())
@@ -252,9 +264,9 @@ class SimRobotNode(Node):
         seed = int(self.get_parameter("seed").value)
         with self._lock:
             info = self._robot.reset(seed)
-            # Message stamps: ROS time at the episode start + sim time (wall-clock-like
-            # in real time; a delayed frame keeps its older capture stamp).
-            self._stamp_origin = self.get_clock().now().nanoseconds * 1e-9
+            # Message stamps: sim time, continuing from the previous episode (the episode's
+            # own time restarts at 0; a delayed frame keeps its older capture stamp).
+            self._stamp_origin = self._sim_time
             self._pacing_reset = True
         self.set_parameters([Parameter("seed", value=seed + 1)])
         self.get_logger().info(f"episode seed {seed} of {self.setup.name}: {info.describe()}")
@@ -275,6 +287,7 @@ class SimRobotNode(Node):
             with self._lock:
                 output = self._robot.tick()
                 origin = self._stamp_origin
+                self._sim_time = origin + self._robot.time
                 if self._pacing_reset:
                     wall_anchor, sim_elapsed = time.monotonic(), 0.0
                     self._pacing_reset = False
@@ -297,6 +310,8 @@ class SimRobotNode(Node):
                 time.sleep(0)  # unpaced: still let the executor thread run
 
     def _publish(self, output: TickOutput, origin: float) -> None:
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=seconds_to_time(origin + self._robot.time)))
         if output.state is not None:
             state = output.state.state
             stamp = origin + output.state.time
