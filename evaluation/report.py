@@ -393,9 +393,11 @@ def write_report(
     training_history: Sequence[dict[str, Any]] | None = None,
     machine_info: dict[str, Any] | None = None,
     command: str | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write the report folder; returns what was written by role: results, summary,
-    training_curve (if there is a history), video:<condition>:<seed>, still."""
+    training_curve (if there is a history), video:<condition>:<seed>, still. `notes`
+    (e.g. a policy trained less than the published figures assume) head the summary."""
     from PIL import Image
 
     report_dir = Path(report_dir)
@@ -427,6 +429,7 @@ def write_report(
         "machine": machine_info,
         **results.to_dict(),
         "training": _training_summary(training_history) if training_history else None,
+        "notes": list(notes),
         "files": {role: path.name for role, path in written.items()},
     }
     (report_dir / "results.json").write_text(json.dumps(data, indent=1, default=_json_default))
@@ -435,10 +438,10 @@ def write_report(
     limit_s = results.settings.get("max_steps", 0) * 0.1
     task = results.settings.get("task_title") or "swap fruit"  # results from before tasks were configurable
     lines = [f"# {task[:1].upper() + task[1:]} in closed loop through the ROS 2 nodes", ""]
+    lines += [f"> **Note:** {note}" for note in notes] + ([""] if notes else [])
     lines.append(
         f"`sim_robot_node` (simulated FR3, real time x{results.settings.get('real_time_factor', 1.0):g}) and "
-        f"`policy_node` ({results.settings.get('schedule')} schedule, horizon {results.settings.get('horizon')}, "
-        f"{results.settings.get('denoising_steps')} denoising steps) in their own processes over DDS on loopback. "
+        f"`policy_node` ({_runner_text(results.settings)}) in their own processes over DDS on loopback. "
         f"Checkpoint `{results.checkpoint}`; cameras {', '.join(results.cameras)}; K = {results.max_level}. "
         + (
             f"Episodes end at the first success or after {limit_s:g} s of sim time; "
@@ -494,6 +497,16 @@ def write_report(
     (report_dir / "summary.md").write_text("\n".join(lines) + "\n")
     written["summary"] = report_dir / "summary.md"
     return written
+
+
+def _runner_text(settings: dict[str, Any]) -> str:
+    """How the policy sampled: the settings the run gave, else the checkpoint's own."""
+    given = {key: settings.get(key) for key in ("schedule", "horizon", "denoising_steps")}
+    if all(value is None for value in given.values()):
+        return "the runner settings of its checkpoint"
+    return ", ".join(
+        f"{key.replace('_', ' ')} {value if value is not None else 'of the checkpoint'}" for key, value in given.items()
+    )
 
 
 def _slug(name: str) -> str:
