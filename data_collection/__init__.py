@@ -11,7 +11,8 @@ Main entry points:
     align_episode,          data_collection.reader       episodes on the policy's token grid
     TokenWindowDataset
     FeatureMapping          data_collection.mapping      streams -> proprio / action vectors
-    import_rosbag           data_collection.rosbag_import
+    import_rosbag,          data_collection.rosbag_import
+    load_bag_mapping
     fr3_stream_specs,       data_collection.schema       stream names of the (simulated) FR3
     StreamSpec, StoreSettings
 """
@@ -35,6 +36,8 @@ _EXPORTS = {
     "FeatureMapping": "mapping",
     "import_rosbag": "rosbag_import",
     "TopicMapping": "rosbag_import",
+    "BagMapping": "rosbag_import",
+    "load_bag_mapping": "rosbag_import",
     "fr3_stream_specs": "schema",
     "StreamSpec": "schema",
     "StoreSettings": "schema",

@@ -6,7 +6,7 @@
     python -m data_collection.cli delete STORE (--last | EPISODE ...)
     python -m data_collection.cli view STORE [EPISODE ...] [--out DIR] [--format mp4|gif]
     python -m data_collection.cli create STORE [--image-codec zstd] [--policy-size 64x64 ...]
-    python -m data_collection.cli import-rosbag STORE BAG --topic /camera/front/image_raw=front
+    python -m data_collection.cli import-rosbag STORE BAG ... (--mapping FILE | --topic TOPIC=STREAM[:CONVERTER] ...)
 
 Exit status: 0 success, 1 the store is not valid (validate, repair), 2 an error (the
 message on stderr names what was wrong).
@@ -189,23 +189,71 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bag_mapping(args: argparse.Namespace) -> Any:
+    """The mapping file (--mapping) with --topic entries added or replacing its own."""
+    from .rosbag_import import BagMapping, TopicMapping, load_bag_mapping
+
+    base = load_bag_mapping(args.mapping) if args.mapping else None
+    given = {}
+    for item in args.topic or []:
+        topic, _, target = item.partition("=")
+        stream, _, converter = target.partition(":")
+        if not topic or not stream:
+            raise StoreError(f"--topic must look like /some/topic=stream or /some/topic=stream:converter, got {item!r}")
+        given[topic] = TopicMapping(topic, stream, converter or None)
+    if base is None and not given:
+        raise StoreError("give a mapping file (--mapping FILE) or at least one --topic TOPIC=STREAM")
+    topics = [m for m in (base.topics if base else ()) if m.topic not in given] + list(given.values())
+    mapping = base.with_overrides(topics=tuple(topics)) if base else BagMapping(tuple(topics))
+    return mapping.with_overrides(stamps=args.stamps, clock_step_s=args.clock_step, task=args.task)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    from .rosbag_import import import_rosbag
+    from .rosbag_import import DuplicateBagError, import_rosbag
     from .store import EpisodeStore
 
-    topics = {}
-    for item in args.topic:
-        topic, _, stream = item.partition("=")
-        if not topic or not stream:
-            raise StoreError(f"--topic must look like /some/topic=stream_name, got {item!r}")
-        topics[topic] = stream
+    mapping = _bag_mapping(args)
     store = EpisodeStore.open_or_create(args.store)
+    imported, duplicates, failed = [], [], []
     for bag in args.bags:
-        result = import_rosbag(bag, store, topics, task=args.task, stamp_source=args.stamps, progress=True)
-        print(result.message)
-        for problem in result.problems:
-            print(f"  problem: {problem}")
-    return 0
+        # Every bag is tried: one bad bag does not keep the others out, and the summary
+        # says which ones were not imported and why.
+        try:
+            outcome = import_rosbag(bag, store, mapping, progress=not args.json, allow_duplicate=args.allow_duplicate)
+        except DuplicateBagError as error:
+            duplicates.append((bag, str(error)))
+            print(f"skipped: {error}", file=sys.stderr)
+            continue
+        except (StoreError, ValueError, OSError) as error:
+            failed.append((bag, str(error)))
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        imported.append(outcome)
+        if not args.json:
+            print(outcome.describe())
+            for result in outcome.results:
+                for problem in result.problems:
+                    print(f"  {result.episode_id} problem: {problem}")
+    marked = [o for o in imported if o.marked]
+    summary = {
+        "bags": len(args.bags),
+        "imported": {str(o.bag): o.episode_ids for o in imported},
+        "marked": [str(o.bag) for o in marked],
+        "skipped_duplicates": {str(b): m for b, m in duplicates},
+        "failed": {str(b): m for b, m in failed},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        line = f"import-rosbag: {len(imported)} of {len(args.bags)} bag(s) imported into {store.path}"
+        if duplicates:
+            line += f"; {len(duplicates)} skipped (already imported): {', '.join(str(b) for b, _ in duplicates)}"
+        if failed:
+            line += f"; {len(failed)} NOT imported (errors above): {', '.join(str(b) for b, _ in failed)}"
+        if marked:
+            line += f"; {len(marked)} marked (see problems)"
+        print(line)
+    return 2 if failed else 1 if marked else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,23 +328,45 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     create.set_defaults(func=cmd_create)
 
-    importer = sub.add_parser("import-rosbag", help="import rosbag2 recordings (mcap or sqlite3), one episode per bag")
+    importer = sub.add_parser(
+        "import-rosbag",
+        help="import rosbag2 recordings (mcap or sqlite3), one episode per bag (per timeline)",
+        description=(
+            "Import rosbag2 recordings through a mapping (--mapping FILE, format in docs/data_collection.md) "
+            "and/or --topic entries. Every bag is tried; exit 0: all imported (or already in the store), "
+            "1: some episode marked with problems, 2: some bag not imported (the message says why)."
+        ),
+    )
     importer.add_argument("store", type=Path, help="store (created if missing)")
-    importer.add_argument("bags", type=Path, nargs="+", help="rosbag2 directories")
+    importer.add_argument("bags", type=Path, nargs="+", help="rosbag2 directories, or .mcap / .db3 files")
+    importer.add_argument("--mapping", type=Path, help="YAML mapping: topics, training streams, stamps, task")
     importer.add_argument(
         "--topic",
         action="append",
-        required=True,
-        metavar="TOPIC=STREAM",
-        help="map a topic to a stream, e.g. /camera/front/color/image_raw=front (repeatable)",
+        metavar="TOPIC=STREAM[:CONVERTER]",
+        help=(
+            "map a topic to a stream, optionally through a converter, e.g. "
+            "/franka_gripper/joint_states=gripper:gripper_width (repeatable; adds to or replaces the mapping's)"
+        ),
     )
-    importer.add_argument("--task", default="")
+    importer.add_argument("--task", default=None, help="task of the episodes (default: the mapping's)")
     importer.add_argument(
         "--stamps",
         choices=("header", "receive"),
-        default="header",
-        help="sample time: message header stamp (default) or bag receive time",
+        default=None,
+        help="sample time: message header stamp (the mapping's default: header) or bag receive time",
     )
+    importer.add_argument(
+        "--clock-step",
+        type=float,
+        default=None,
+        metavar="S",
+        help="a stamp this far behind the newest one starts a new timeline (episode); default 1.0 s",
+    )
+    importer.add_argument(
+        "--allow-duplicate", action="store_true", help="import a bag even if the store already holds it"
+    )
+    importer.add_argument("--json", action="store_true", help="print the summary as JSON")
     importer.set_defaults(func=cmd_import)
     return parser
 

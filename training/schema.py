@@ -112,6 +112,18 @@ AugmentationSchema = schema_of(AugmentationConfig, "AugmentationSchema")
 
 
 @dataclass
+class StreamsSchema:
+    """Which recorded streams feed proprioception and actions (robots.embodiment.StreamNames);
+    null takes the embodiment's own (what the recorder and `dfstack collect-sim` write). A
+    store imported from a rosbag names its streams in the mapping file's `streams:`."""
+
+    state: str | None = setting()
+    command: str | None = setting()
+    gripper: str | None = setting()
+    command_gripper: str | None = setting()
+
+
+@dataclass
 class TaskSchema:
     """Every key a task YAML (training/conf/task/*.yaml, or a file given as task=PATH) may
     hold: the one place task keys are declared.
@@ -138,6 +150,7 @@ class TaskSchema:
     val_fraction: float = setting(FRACTION_BELOW_ONE)
     max_episodes: int | None = setting(AT_LEAST_ONE)
     normalizer_margin: float = setting(NON_NEGATIVE)
+    streams: StreamsSchema = field(default_factory=StreamsSchema)
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)  # type: ignore[valid-type]
 
 
