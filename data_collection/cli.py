@@ -7,6 +7,8 @@
     python -m data_collection.cli view STORE [EPISODE ...] [--out DIR] [--format mp4|gif]
     python -m data_collection.cli create STORE [--image-codec zstd] [--policy-size 64x64 ...]
     python -m data_collection.cli import-rosbag STORE BAG ... (--mapping FILE | --topic TOPIC=STREAM[:CONVERTER] ...)
+    python -m data_collection.cli export-lerobot STORE OUT --fps 10 [--embodiment ee_pose] [--stream ROLE=STREAM]
+    python -m data_collection.cli import-lerobot DATASET STORE [--embodiment auto]
 
 Exit status: 0 success, 1 the store is not valid (validate, repair), 2 an error (the
 message on stderr names what was wrong).
@@ -256,6 +258,62 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 2 if failed else 1 if marked else 0
 
 
+def cmd_export_lerobot(args: argparse.Namespace) -> int:
+    from .lerobot_interchange import export_lerobot
+
+    streams = {}
+    for item in args.stream or []:
+        role, _, name = item.partition("=")
+        if not role or not name:
+            raise StoreError(f"--stream must look like ROLE=STREAM (e.g. command_gripper=command_width), got {item!r}")
+        streams[role] = name
+    store = _open(args.store)
+    report = export_lerobot(
+        store,
+        args.out,
+        args.fps,
+        embodiment_name=args.embodiment,
+        streams=streams,
+        cameras=args.camera,
+        episode_ids=[normalize(e) for e in args.episodes] or None,
+        robot_type=args.robot_type,
+        crf=args.crf,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(
+        f"exported {len(report.episodes)} episode(s), {report.frames} frames at {report.fps} fps, cameras "
+        f"{report.cameras}, to {report.path} (LeRobot dataset v3.0)"
+    )
+    for line in report.lost:
+        print(f"  not kept: {line}")
+    for line in report.warnings:
+        print(f"  warning: {line}")
+    return 0
+
+
+def cmd_import_lerobot(args: argparse.Namespace) -> int:
+    from .lerobot_interchange import import_lerobot
+    from .store import EpisodeStore
+
+    embodiment_name = None if args.embodiment == "none" else args.embodiment
+    if not (args.dataset / "meta" / "info.json").is_file():
+        raise StoreError(f"{args.dataset}/meta/info.json is missing: not a LeRobot dataset (expected a v3.0 directory)")
+    store = EpisodeStore.open_or_create(args.store)
+    result = import_lerobot(args.dataset, store, embodiment_name, args.episodes or None, progress=not args.json)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"imported {len(result.episode_ids)} episode(s) from {args.dataset} into {store.path}")
+    for feature, stream in result.streams.items():
+        print(f"  {feature} -> {stream}")
+    for line in result.lost:
+        print(f"  not kept: {line}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_collection.cli",
@@ -368,6 +426,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.add_argument("--json", action="store_true", help="print the summary as JSON")
     importer.set_defaults(func=cmd_import)
+
+    export = sub.add_parser(
+        "export-lerobot",
+        help="write episodes as a LeRobot dataset (v3.0): state, action, cameras as video, per frame at --fps",
+        description=(
+            "Export to a LeRobot v3.0 dataset: per frame at --fps, observation.state = the embodiment's "
+            "proprioception, action = its action (what the trainer computes), each camera a video feature. "
+            "Says what the format cannot keep (per-stream timestamps become frame-indexed, ...)."
+        ),
+    )
+    export.add_argument("store", type=Path)
+    export.add_argument("out", type=Path, help="new directory for the dataset")
+    export.add_argument("episodes", nargs="*", help="episode ids (default: all)")
+    export.add_argument("--fps", type=int, required=True, help="frames per second (a whole number, as LeRobot's)")
+    export.add_argument("--embodiment", choices=("ee_pose", "joint_position"), default="ee_pose")
+    export.add_argument(
+        "--stream",
+        action="append",
+        metavar="ROLE=STREAM",
+        help="training stream names (state, command, gripper, command_gripper), as task.streams (repeatable)",
+    )
+    export.add_argument("--camera", action="append", help="cameras to export (default: every camera)")
+    export.add_argument("--robot-type", default=None, help="info.json robot_type (e.g. fr3)")
+    export.add_argument("--crf", type=int, default=18, help="H.264 quality: 0 lossless .. 51 worst (default 18)")
+    export.add_argument("--json", action="store_true")
+    export.set_defaults(func=cmd_export_lerobot)
+
+    lerobot_import = sub.add_parser(
+        "import-lerobot",
+        help="import a LeRobot dataset (v3.0 directory) as episodes, one per LeRobot episode",
+    )
+    lerobot_import.add_argument("dataset", type=Path, help="LeRobot dataset directory (meta/, data/, videos/)")
+    lerobot_import.add_argument("store", type=Path, help="store (created if missing)")
+    lerobot_import.add_argument(
+        "--embodiment",
+        choices=("auto", "ee_pose", "joint_position", "none"),
+        default="auto",
+        help=(
+            "auto: state/action become an embodiment's recorded streams when their names match it; none: each "
+            "feature its own stream"
+        ),
+    )
+    lerobot_import.add_argument("--episodes", type=int, nargs="*", help="LeRobot episode indices (default: all)")
+    lerobot_import.add_argument("--json", action="store_true")
+    lerobot_import.set_defaults(func=cmd_import_lerobot)
     return parser
 
 
