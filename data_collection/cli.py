@@ -172,6 +172,7 @@ def cmd_view(args: argparse.Namespace) -> int:
             args.out / f"{episode_id}.{args.format}",
             height=args.height,
             fps=args.fps,
+            plots=not args.no_plots,
             progress=True,
         )
         plot = plot_episode(episode, args.out / f"{episode_id}_plot.png")
@@ -360,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--last", action="store_true", help="delete the newest episode")
     delete.set_defaults(func=cmd_delete)
 
-    view = sub.add_parser("view", help="a video (cameras side by side) and an action/state plot per episode")
+    view = sub.add_parser(
+        "view",
+        help="a video (cameras named, with frame times, over the stream plots) and a stream plot per episode",
+    )
     view.add_argument("store", type=Path)
     view.add_argument("episodes", nargs="*", help="episode ids (default: all)")
     view.add_argument(
@@ -371,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("--format", choices=("mp4", "gif"), default="mp4")
     view.add_argument("--height", type=int, default=240, help="height of each camera panel in pixels")
-    view.add_argument("--fps", type=float, default=None, help="playback rate (default: the camera rate)")
+    view.add_argument("--fps", type=float, default=None, help="video frame rate (default: the first camera's rate)")
+    view.add_argument("--no-plots", action="store_true", help="cameras only, without the stream plots under them")
     view.set_defaults(func=cmd_view)
 
     create = sub.add_parser("create", help="create an empty store")
