@@ -215,19 +215,5 @@ def write_bag(path: Path, storage: str, messages: list[Msg], **options: Any) -> 
     return path
 
 
-MAPPING_YAML = f"""\
-# The mapping docs/data_collection.md shows for a Franka bag.
-topics:
-  {FRONT}: front
-  {POSE}: ee_pose
-  {FINGERS}: gripper
-  {TARGET}: command
-  {WIDTH_COMMAND}: {{stream: command_width, converter: vector}}
-  {TWIST}: teleop
-streams:
-  state: ee_pose
-  gripper: gripper
-  command: command
-  command_gripper: command_width
-task: swap fruit
-"""
+# The mapping docs/data_collection.md shows (its topics are the ones franka_demo writes).
+MAPPING_YAML = (Path(__file__).resolve().parents[2] / "docs" / "rosbag_mapping_fr3.yaml").read_text()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from data_collection.cli import main as cli
 from data_collection.rosbag_import import (
@@ -32,6 +33,18 @@ def _mapping_file(tmp_path: Path, text: str = bags.MAPPING_YAML) -> Path:
     path = tmp_path / "franka_bag.yaml"
     path.write_text(text)
     return path
+
+
+def _documented_mapping_without(topics: tuple[str, ...] = (), streams: tuple[str, ...] = ()) -> str:
+    data = yaml.safe_load(bags.MAPPING_YAML)
+    for topic in topics:
+        del data["topics"][topic]
+    for role in streams:
+        del data["streams"][role]
+    # `streams` last, so that a test may append a role to it
+    return yaml.safe_dump({k: v for k, v in data.items() if k != "streams"}) + yaml.safe_dump(
+        {"streams": data["streams"]}
+    )
 
 
 def _import(tmp_path: Path, *bag_paths: Path, extra: tuple[str, ...] = ()) -> int:
@@ -83,7 +96,7 @@ def test_the_documented_mapping_file_names_the_training_streams(tmp_path):
 
 
 def test_a_command_without_a_width_is_refused_before_anything_is_written(tmp_path):
-    text = bags.MAPPING_YAML.replace("  command_gripper: command_width\n", "")
+    text = _documented_mapping_without(streams=("command_gripper",))
     bag = bags.write_bag(tmp_path / "bag", "mcap", bags.franka_demo(count=8))
     store = make_store(tmp_path / "s.zarr")
     with pytest.raises(BagMappingError, match=r"has 7 values, no gripper width .* streams.command_gripper"):
@@ -238,10 +251,8 @@ def test_split_mcap_files_are_read_in_their_order(tmp_path):
 def test_sim_time_stamps_in_a_wall_clock_bag_are_one_timeline_and_no_stream_stops(tmp_path, storage, capsys):
     messages = bags.franka_demo(count=40, start_s=3.0, receive_offset_s=1.7e9, with_twist=False)
     bag = bags.write_bag(tmp_path / "bag", storage, [m for m in messages if m.topic != bags.WIDTH_COMMAND])
-    text = bags.MAPPING_YAML.replace(f"  {bags.TWIST}: teleop\n", "").replace(
-        f"  {bags.WIDTH_COMMAND}: {{stream: command_width, converter: vector}}\n", ""
-    )
-    text = text.replace("command_gripper: command_width", "command_gripper: gripper")
+    text = _documented_mapping_without(topics=(bags.TWIST, bags.WIDTH_COMMAND), streams=("command_gripper",))
+    text += "  command_gripper: gripper\n"  # learn the measured width
     mapping = _mapping_file(tmp_path, text)
     assert cli(["import-rosbag", str(tmp_path / "s.zarr"), str(bag), "--mapping", str(mapping)]) == 0
     episode = EpisodeStore.open(tmp_path / "s.zarr").episode(0)
