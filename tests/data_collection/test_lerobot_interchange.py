@@ -228,3 +228,16 @@ def test_our_export_reads_in_lerobots_own_dataset_code(lerobot_dataset_api, reco
         times = [float(frame.pts * stream.time_base) for frame in container.decode(stream)]
     query = second[f"videos/{key}/from_timestamp"] + np.asarray(rows["timestamp"], dtype=np.float64)
     assert all(np.min(np.abs(np.asarray(times) - t)) < 1e-4 for t in query)
+
+
+def test_features_of_no_known_embodiment_become_streams_of_their_own_names(recorded, tmp_path):
+    export_lerobot(recorded, tmp_path / "lerobot", fps=FPS)
+    store = _new_store(tmp_path / "s.zarr")
+    result = import_lerobot(tmp_path / "lerobot", store, embodiment_name=None, episodes=[1])
+    assert result.embodiment is None and len(result.episode_ids) == 1
+    assert result.streams["observation.state"] == "observation_state" and result.streams["action"] == "action"
+    episode = store.episode(result.episode_ids[0])
+    assert episode.spec("observation_state").fields == EndEffectorPose.proprio_names
+    expected = FeatureMapping().proprio(recorded.episode(1).values("ee_pose"), recorded.episode(1).values("gripper"))
+    np.testing.assert_allclose(episode.values("observation_state"), expected[:24], atol=1e-6)
+    assert episode.metadata["source"]["episode_index"] == 1
