@@ -33,7 +33,7 @@ from robots.embodiment import POSE_FIELDS, StreamNames
 from robots.franka import FRANKA_ARMS
 
 from .recorder import CommitResult, Recorder, RecorderConfig
-from .rosbag_source import BagError, BagSource, cdr_header_stamp_ns, open_bag
+from .rosbag_source import BagError, BagSource, open_bag
 from .schema import IMAGE, VECTOR, StoreError, StreamSpec
 from .store import EpisodeStore
 
@@ -333,24 +333,6 @@ class _Plan:
     timebase: str
 
 
-def _scan(source: BagSource, mapping: BagMapping) -> tuple[dict[str, list[Any]], list[str], dict[str, bytes]]:
-    """One pass in write order: receive time and header stamp of every mapped message, the
-    order, the first message of each topic (for describing its stream)."""
-    wanted = {m.topic for m in mapping.topics}
-    stamped = {t for t in wanted if source.has_header(source.topics[t].msgtype)}
-    per_topic: dict[str, list[Any]] = {t: [[], []] for t in wanted}
-    order: list[str] = []
-    first: dict[str, bytes] = {}
-    for topic, receive_ns, raw in source.messages(wanted):
-        receive, header = per_topic[topic]
-        receive.append(receive_ns * 1e-9)
-        stamp = cdr_header_stamp_ns(source.decompressed(raw)) if topic in stamped else None
-        header.append(None if stamp is None else stamp * 1e-9)
-        order.append(topic)
-        first.setdefault(topic, raw)
-    return per_topic, order, first
-
-
 def _describe(
     source: BagSource, mapping: TopicMapping, raw: bytes | None, template: StreamSpec | None, roles: StreamNames | None
 ) -> tuple[str, StreamSpec]:
@@ -436,15 +418,17 @@ def _plan(source: BagSource, mapping: BagMapping, templates: dict[str, StreamSpe
     absent = [m.topic for m in mapping.topics if m.topic not in source.topics]
     if absent:
         raise BagError(f"bag {source.path} has no topics {absent}; it has {sorted(source.topics)}")
-    per_topic, order, first = _scan(source, mapping)
     plans: dict[str, _TopicPlan] = {}
     for topic_mapping in mapping.topics:
         topic = topic_mapping.topic
         converter, spec = _describe(
-            source, topic_mapping, first.get(topic), templates.get(topic_mapping.stream), mapping.streams
+            source, topic_mapping, source.first.get(topic), templates.get(topic_mapping.stream), mapping.streams
         )
-        receive, header = per_topic[topic]
+        receive = [ns * 1e-9 for ns in source.receive_ns.get(topic, [])]
+        header = [None if ns is None else ns * 1e-9 for ns in source.header_stamps(topic)]
         plans[topic] = _TopicPlan(topic_mapping, source.topics[topic].msgtype, converter, spec, receive, header)
+    wanted = set(plans)
+    order = [topic for topic in source.order if topic in wanted]
     _check_roles(mapping, plans)
     timebase, notes = _assign_stamps(source, mapping, plans)
     segments, steps = _split_timelines(mapping, plans, order)

@@ -70,6 +70,13 @@ class BagSource:
     problems: list[str] = field(default_factory=list)  # what was lost (a file cut short)
     fingerprint: str = ""  # sha256 of the storage files' bytes
     has_metadata_file: bool = False
+    # The scan's index of every message, in write order: its topic, its receive time and
+    # (for a stamped type) its header stamp, read from the first bytes without
+    # deserialising; and each topic's first message (to describe its stream).
+    order: list[str] = field(default_factory=list)
+    receive_ns: dict[str, list[int]] = field(default_factory=dict)
+    header_ns: dict[str, list[int | None]] = field(default_factory=dict)
+    first: dict[str, bytes] = field(default_factory=dict)
     _typestore: Any = None
 
     @property
@@ -89,6 +96,19 @@ class BagSource:
         if self._typestore is None:
             self._typestore = _typestore(self)
         return self._typestore
+
+    def _index(self, topic: str, receive_ns: int, raw: bytes) -> None:
+        self.topics[topic].count += 1
+        self.order.append(topic)
+        self.receive_ns.setdefault(topic, []).append(receive_ns)
+        self.header_ns.setdefault(topic, []).append(cdr_header_stamp_ns(self.decompressed(raw)))
+        self.first.setdefault(topic, raw)
+
+    def header_stamps(self, topic: str) -> list[int | None]:
+        """Each message's header stamp (ns) in write order; None for a type without a header."""
+        if not self.has_header(self.topics[topic].msgtype):
+            return [None] * self.topics[topic].count
+        return self.header_ns.get(topic, [])
 
     def has_header(self, msgtype: str) -> bool:
         definition = self.typestore.fielddefs.get(msgtype)
@@ -237,7 +257,7 @@ def _scan_mcap(source: BagSource, file: Path, digest: Any) -> None:
                 elif isinstance(record, Message):
                     channel = channels.get(record.channel_id)
                     if channel is not None and channel.topic in source.topics:
-                        source.topics[channel.topic].count += 1
+                        source._index(channel.topic, record.log_time, record.data)
                         read += 1
                 elif isinstance(record, Footer):
                     complete = True
@@ -287,7 +307,22 @@ def _scan_sqlite(source: BagSource, file: Path, digest: Any) -> None:
         try:
             rows = connection.execute("SELECT id, name, type FROM topics").fetchall()
             definitions = _sqlite_definitions(connection)
-            counts = dict(connection.execute("SELECT topic_id, COUNT(*) FROM messages GROUP BY topic_id").fetchall())
+            names = {topic_id: name for topic_id, name, _ in rows}
+            for _, name, msgtype in rows:
+                definition, kind = definitions.get(msgtype, ("", ""))
+                source.topics.setdefault(name, BagTopic(name, msgtype, definition, kind))
+            # The first 12 bytes hold a stamped message's header stamp; whole messages are
+            # fetched only where they are needed (the first of each topic, compressed ones).
+            messages = connection.execute(
+                "SELECT id, topic_id, timestamp, substr(data, 1, 12) FROM messages ORDER BY id"
+            )
+            for row_id, topic_id, timestamp, head in messages:
+                name = names.get(topic_id)
+                if name is None:
+                    continue
+                if name not in source.first or bytes(head[:4]) == ZSTD_MAGIC:
+                    head = connection.execute("SELECT data FROM messages WHERE id = ?", (row_id,)).fetchone()[0]
+                source._index(name, int(timestamp), bytes(head))
         finally:
             connection.close()
     except sqlite3.DatabaseError as error:
@@ -295,10 +330,6 @@ def _scan_sqlite(source: BagSource, file: Path, digest: Any) -> None:
             f"bag {source.path}: {file.name} cannot be read as a rosbag2 sqlite3 file ({error}): it is damaged "
             "(cut short?) or not a bag; sqlite3 cannot read past damaged pages, so nothing of it is imported"
         ) from error
-    for topic_id, name, msgtype in rows:
-        definition, kind = definitions.get(msgtype, ("", ""))
-        topic = source.topics.setdefault(name, BagTopic(name, msgtype, definition, kind))
-        topic.count += int(counts.get(topic_id, 0))
 
 
 def _sqlite_definitions(connection: sqlite3.Connection) -> dict[str, tuple[str, str]]:

@@ -343,3 +343,15 @@ def test_a_mapped_topic_the_bag_lacks_is_named(tmp_path):
     with pytest.raises(BagError, match=r"has no topics \['/nope'\]"):
         import_rosbag(bag, store, [TopicMapping("/nope", "front")])
     assert store.episode_ids() == [] and store.staged_ids() == []
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_a_message_that_cannot_be_converted_is_rejected_and_the_rest_imported(tmp_path, storage):
+    messages = bags.franka_demo(count=10)
+    broken = next(m for i, m in enumerate(messages) if m.topic == bags.FRONT and i > 20)
+    broken.fields["encoding"] = "16UC1"  # a depth image on the colour topic
+    bag = bags.write_bag(tmp_path / "bag", storage, messages)
+    store = make_store(tmp_path / "s.zarr")
+    (result,) = import_rosbag(bag, store, load_bag_mapping(_mapping_file(tmp_path))).results
+    assert store.episode(result.episode_id).count("front") == 9
+    assert any("could not be converted (image encoding '16UC1' is not supported" in p for p in result.problems)
