@@ -40,7 +40,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -592,29 +592,40 @@ def _detect_embodiment(features: dict[str, Any]) -> Embodiment | None:
     return None
 
 
-def _decode_video(path: Path, times: np.ndarray, fps: int) -> np.ndarray:
-    """The frames shown at `times` (s in the file), each the decoded frame nearest in time
-    (within half a frame period)."""
+def _video_frames(path: Path, times: np.ndarray, fps: int) -> Iterator[np.ndarray]:
+    """The frames shown at `times` (s in the file, increasing), in order: for each time the
+    decoded frame nearest to it (within half a frame period). Decodes as it goes, so an
+    episode's video is never held in memory whole."""
     import av
 
     tolerance = 0.5 / fps
-    out: list[np.ndarray | None] = [None] * len(times)
+    wanted = 0
+    previous: tuple[float, Any] | None = None
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         if times[0] > tolerance:
             container.seek(int(max(0.0, times[0] - 1.0) / stream.time_base), stream=stream, backward=True)
         for frame in container.decode(stream):
             t = float(frame.pts * stream.time_base)
-            nearest = np.abs(times - t)
-            for i in np.flatnonzero(nearest <= tolerance):
-                if out[i] is None:
-                    out[i] = frame.to_ndarray(format="rgb24")
-            if t > times[-1] + tolerance:
-                break
-    missing = [float(times[i]) for i, image in enumerate(out) if image is None]
-    if missing:
-        raise LeRobotFormatError(f"{path}: no frame within {tolerance:.4f} s of t = {missing[:5]} s")
-    return np.stack(out)  # type: ignore[arg-type]
+            while wanted < len(times) and t >= times[wanted]:
+                # the nearer of this frame and the one before it
+                best = previous if previous and times[wanted] - previous[0] < t - times[wanted] else (t, frame)
+                if abs(best[0] - times[wanted]) > tolerance:
+                    raise LeRobotFormatError(
+                        f"{path}: no frame within {tolerance:.4f} s of t = {times[wanted]:.4f} s (nearest at "
+                        f"{best[0]:.4f} s)"
+                    )
+                yield best[1].to_ndarray(format="rgb24")
+                wanted += 1
+            if wanted == len(times):
+                return
+            previous = (t, frame)
+    if wanted < len(times):
+        if previous is not None and abs(previous[0] - times[wanted]) <= tolerance:
+            for _ in range(wanted, len(times)):  # the last frame(s), within tolerance of the end
+                yield previous[1].to_ndarray(format="rgb24")
+            return
+        raise LeRobotFormatError(f"{path}: the video ends before t = {times[wanted]:.4f} s")
 
 
 def import_lerobot(
@@ -692,7 +703,6 @@ def import_lerobot(
         extra = side_episodes.get(index, {})
         start = float(extra.get("start_stamp", 0.0))
         stamps = start + data["timestamp"][rows].astype(np.float64)
-        newest[0] = float(stamps[-1]) if len(stamps) else start
         tasks = list(meta_rows.get("tasks", [[]] * len(order))[row] or [])
         frame_tasks = sorted({task_names.get(t, "") for t in data["task_index"][rows].tolist()})
         metadata = {
@@ -709,7 +719,9 @@ def import_lerobot(
         }
         recorder.start_episode(task=(tasks or frame_tasks or [""])[0], metadata=metadata)
         try:
-            _feed_episode(recorder, root, info, meta_rows, row, rows, data, stamps, videos, images, vectors, model)
+            _feed_episode(
+                recorder, newest, root, info, meta_rows, row, rows, data, stamps, videos, images, vectors, model
+            )
         except BaseException:
             recorder.discard_episode()
             raise
@@ -770,6 +782,7 @@ def _import_specs(
 
 def _feed_episode(
     recorder: Recorder,
+    clock: list[float],
     root: Path,
     info: dict[str, Any],
     meta_rows: dict[str, list[Any]],
@@ -782,6 +795,8 @@ def _feed_episode(
     vectors: list[str],
     model: Embodiment | None,
 ) -> None:
+    """Feed one episode frame by frame, in time order (the recorder's clock, which notices
+    streams that stop, is the frame's time)."""
     import io
 
     import imageio.v3 as iio
@@ -789,29 +804,29 @@ def _feed_episode(
     fps = int(info["fps"])
     video_path = str(info.get("video_path") or "")
     offsets = data["timestamp"][rows].astype(np.float64)
+    decoders = {}
     for key in videos:
         chunk = int(meta_rows[f"videos/{key}/chunk_index"][row])
         file = int(meta_rows[f"videos/{key}/file_index"][row])
         start = float(meta_rows[f"videos/{key}/from_timestamp"][row])
         path = root / video_path.format(video_key=key, chunk_index=chunk, file_index=file)
-        frames = _decode_video(path, start + offsets, fps)
-        for stamp, frame in zip(stamps.tolist(), frames, strict=True):
-            recorder.add(_stream_name(key), stamp, frame, encoding="rgb8")
-    for key in images:
-        for stamp, i in zip(stamps.tolist(), rows.tolist(), strict=True):
-            image = np.asarray(iio.imread(io.BytesIO(data[key][i]["bytes"])))
-            image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
-            recorder.add(_stream_name(key), stamp, np.ascontiguousarray(image, dtype=np.uint8), encoding="rgb8")
+        decoders[key] = _video_frames(path, start + offsets, fps)
     values = {key: data[key][rows].astype(np.float64).reshape(len(rows), -1) for key in vectors}
+    embodied: dict[str, np.ndarray] = {}
     if model is not None:
         state, action = values.pop(STATE), values.pop(ACTION)
         names = model.streams
-        measured = vector_to_pose(state[:, :9]) if model.name == "ee_pose" else state[:, :7]
-        commands = model.command_from_action(action)
-        for i, stamp in enumerate(stamps.tolist()):
-            recorder.add(names.state, stamp, measured[i])
-            recorder.add(names.gripper, stamp, state[i, -1:])
-            recorder.add(names.command, stamp, commands[i])
-    for key, series in values.items():
-        for stamp, value in zip(stamps.tolist(), series, strict=True):
-            recorder.add(_stream_name(key), stamp, value)
+        embodied[names.state] = vector_to_pose(state[:, :9]) if model.name == "ee_pose" else state[:, :7]
+        embodied[names.gripper] = state[:, -1:]
+        embodied[names.command] = model.command_from_action(action)
+    series = {**embodied, **{_stream_name(key): v for key, v in values.items()}}
+    for i, stamp in enumerate(stamps.tolist()):
+        clock[0] = stamp
+        for key, decoder in decoders.items():
+            recorder.add(_stream_name(key), stamp, next(decoder), encoding="rgb8")
+        for key in images:
+            image = np.asarray(iio.imread(io.BytesIO(data[key][int(rows[i])]["bytes"])))
+            image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
+            recorder.add(_stream_name(key), stamp, np.ascontiguousarray(image, dtype=np.uint8), encoding="rgb8")
+        for name, array in series.items():
+            recorder.add(name, stamp, array[i])

@@ -67,8 +67,10 @@ class _Layout:
         self.cameras = cameras
         self.sizes = {}
         for camera in cameras:
+            # Every camera at the same height: small (simulated, 96 px) ones are enlarged
+            # to be seen, large ones shrunk.
             h, w, _ = episode.spec(camera).shape
-            target_h = _even(min(height, h))
+            target_h = _even(height)
             self.sizes[camera] = (target_h, _even(round(w * target_h / h)))
         self.panel_h = max(h for h, _ in self.sizes.values())
         self.width = _even(max(sum(w for _, w in self.sizes.values()), 480))
@@ -131,7 +133,7 @@ def _scaled(image: np.ndarray, height: int, width: int) -> np.ndarray:
                 total += image[dy::factor, dx::factor]
         return (total // (factor * factor)).astype(np.uint8)
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-    return frame.reformat(width=width, height=height, interpolation="FAST_BILINEAR").to_ndarray()
+    return frame.reformat(width=width, height=height, interpolation="BILINEAR").to_ndarray()
 
 
 def render_video(
@@ -200,6 +202,8 @@ def render_video(
                     canvas[top : top + th, x : x + tw] = panels[camera][1]
                     age_ms = (t - stamps[camera][j]) * 1000
                     label = f"{camera}  #{j}  t={stamps[camera][j] - t0:.3f} s  age {age_ms:.0f} ms"
+                    if layout.font.getlength(label) > tw - 8:  # a narrow panel: the name and the time
+                        label = f"{camera} {stamps[camera][j] - t0:.2f} s"
                 texts.append((x + 4, TITLE_PX + 2, label, layout.font))
                 x += tw
             if layout.strip is not None:

@@ -61,6 +61,7 @@ def test_store_to_lerobot_to_store_keeps_values_tasks_and_boundaries(recorded, t
         assert imported.metadata["notes"] == original.metadata["notes"]
         assert imported.metadata["source"]["exported_from"] == original_id
         assert "frame-indexed" in imported.metadata["timestamps"]
+        assert not imported.metadata["marked"], imported.metadata["problems"]  # fed in time order: no stream "stops"
         # the streams the trainer reads: the recorded samples at the frame times (10 Hz both)
         stamps = imported.stamps("ee_pose")
         np.testing.assert_allclose(stamps, original.stamps("ee_pose")[:24], atol=1e-6)
@@ -184,6 +185,7 @@ def test_a_dataset_written_by_lerobots_own_api_is_imported(lerobot_dataset_api, 
     for episode_number, episode_id in enumerate(result.episode_ids):
         episode = store.episode(episode_id)
         assert episode.metadata["task"] == ["pick the apple", "swap fruit"][episode_number]
+        assert not episode.metadata["marked"], episode.metadata["problems"]
         np.testing.assert_allclose(episode.stamps("ee_pose"), np.arange(lengths[episode_number]) / FPS, atol=1e-6)
         proprio = mapping.proprio(episode.values("ee_pose"), episode.values("gripper"))
         expected = np.stack([_ee_pose_vector(s) for s in range(lengths[episode_number])])
