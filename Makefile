@@ -8,7 +8,7 @@ NETNS := scripts/in_netns.sh
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv test test-slow test-fast lint demo demo-memory bench-paper bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e bench-view clean
+.PHONY: help venv test test-loaded test-slow test-fast lint demo demo-memory bench-paper bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e bench-view clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -28,6 +28,9 @@ test: $(STAMP)  ## lint and the whole test suite (ROS tests in a private network
 	$(VENV)/bin/ruff check .
 	$(NETNS) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+test-loaded: $(STAMP)  ## make test with two CPU-bound processes beside it (the suite must pass on a busy machine)
+	scripts/test_under_load.sh 2
+
 test-slow: $(STAMP)  ## the slow tests only (trainings that prove the policy learns; minutes)
 	$(NETNS) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
@@ -46,7 +49,7 @@ demo-memory: $(STAMP)  ## the synthetic memory task: DF vs teacher forcing vs me
 bench-paper: $(STAMP)  ## the paper's table in simulation: DF vs memoryless vs teacher forcing, 3 seeds (hours)
 	$(PY) -m benchmarks.bench_paper $(BENCH_PAPER_ARGS)
 
-bench-latency: $(STAMP)  ## runner per-tick latency vs a Diffusion-Policy-style reference (2 CPU threads)
+bench-latency: $(STAMP)  ## DF tick vs a Diffusion-Policy-size reference at equal threads (1 and 2), per call and per robot-second
 	$(PY) -m benchmarks.bench_latency
 
 bench-sim: $(STAMP)  ## simulator steps/s with two 96 px cameras, and 100 expert demos with 2 processes

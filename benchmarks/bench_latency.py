@@ -1,20 +1,24 @@
-"""Per-tick latency of the DF runner against a Diffusion-Policy-style reference.
+"""Per-tick latency of the DF runner against a Diffusion-Policy-size reference, measured
+fairly.
 
-Both run on a 2-core CPU on the deployed configuration read from the task config
-(swap fruit: two 32 px cameras, 10-D proprioception, 10-D end-effector actions, 8
-actions per 0.8 s token) and the same action horizon (16 actions). The reference gets
-both cores (its convolutions use them). The DF runner uses one intra-op thread: at
-batch size 1 its operations are too small to split, and with two threads one
-descheduled thread stalls every OpenMP barrier
-(p99 ~200 ms while another process is busy); one thread also leaves the second
-core to the ROS executor. The DF figures with two threads are printed as well.
-
-- DF: the real-time runner (pyramid schedule over 2 tokens of 8 actions, 8
-  denoising steps, partly denoised tokens carried between ticks).
-- Reference: a CNN encoder over two observation steps plus a FiLM-conditioned
-  1-D convolutional UNet over a 16-action chunk, sampled with 16 DDIM steps, as
-  Diffusion Policy does at run time. Its widths (64, 128, 256) are a quarter of
-  Diffusion Policy's defaults, so the speedup reported here is a lower bound.
+- The deployed configuration: the policy spec, the model size and the runner settings
+  are read from the task and experiment configs (swap fruit: two 32 px cameras, 8
+  actions per 0.8 s token, pyramid schedule over 2 tokens with 8 denoising steps,
+  partly denoised tokens carried between ticks), never restated here.
+- Every contender runs at the same intra-op thread counts (1 and 2 by default), one
+  after the other in this process, on the same observations.
+- Costs are reported per call and per second of robot time: DF ticks once per token;
+  the reference predicts 16 actions and executes 8 at the task's action rate (Diffusion
+  Policy's own horizon and action steps), so it is called once per 8 actions.
+- The reference is a Diffusion-Policy-style network at Diffusion Policy's own sizes: a
+  ResNet-18 with GroupNorm per camera over two observation steps, a FiLM-conditioned
+  1-D convolutional UNet with down_dims 256/512/1024 over the 16-action chunk, sampled
+  with 16 DDIM steps. (Written here, not taken from torchvision: the package index's
+  torchvision is built against CUDA torch and its compiled ops do not load beside this
+  machine's CPU torch; the model is a few dozen lines.)
+- The load average before and after is in the JSON line; when the machine is busy
+  (1-minute load above half a core per core), no ratio is reported: the numbers would
+  measure the other work, not the policies.
 
 The last line printed is one JSON object.
 """
@@ -25,22 +29,77 @@ import argparse
 import itertools
 import json
 import math
+import os
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from policy.model import DFPolicyModel, ModelConfig
+from policy.model import DFPolicyModel
 from policy.noise import NoiseSchedule
 from policy.normalizer import Normalizer
 from policy.runner import Observation, PolicyRunner, RunnerConfig
 from policy.spec import PolicySpec
-from training.config import deployed_policy
 
-REFERENCE_CHUNK = 16
+REFERENCE_HORIZON = 16  # actions predicted per call (Diffusion Policy: horizon 16)
+REFERENCE_EXECUTED = 8  # actions executed per call (Diffusion Policy: n_action_steps 8)
 REFERENCE_DDIM_STEPS = 16
+REFERENCE_TRAIN_LEVELS = 100
+REFERENCE_DOWN_DIMS = (256, 512, 1024)  # Diffusion Policy's ConditionalUnet1D default
+REFERENCE_OBSERVATION_STEPS = 2
+# Busy: the 1-minute load average above this many runnable processes per core.
+BUSY_LOAD_PER_CORE = 0.5
+GOAL_RATIO_PER_ROBOT_SECOND = 20.0
+GOAL_DF_P99_MS = 5.0
+
+
+# ------------------------------------------------------------------ the reference
+
+
+class _BasicBlock(nn.Module):
+    """ResNet's basic block with GroupNorm (Diffusion Policy replaces BatchNorm with it)."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False)
+        self.norm1 = nn.GroupNorm(channels_out // 16, channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
+        self.norm2 = nn.GroupNorm(channels_out // 16, channels_out)
+        self.down = (
+            nn.Sequential(
+                nn.Conv2d(channels_in, channels_out, 1, stride, bias=False),
+                nn.GroupNorm(channels_out // 16, channels_out),
+            )
+            if stride != 1 or channels_in != channels_out
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.norm1(self.conv1(x)))
+        return torch.relu(self.norm2(self.conv2(out)) + self.down(x))
+
+
+class ResNet18GroupNorm(nn.Module):
+    """ResNet-18 (2, 2, 2, 2 basic blocks of 64, 128, 256, 512 channels), global average
+    pooled to a 512-D feature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.GroupNorm(4, 64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
+        blocks, channels = [], 64
+        for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks += [_BasicBlock(channels, width, stride), _BasicBlock(width, width, 1)]
+            channels = width
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x)).mean(dim=(-2, -1))
 
 
 class _FiLMBlock(nn.Module):
@@ -62,13 +121,13 @@ class _FiLMBlock(nn.Module):
 
 
 class ReferenceUnet1d(nn.Module):
-    """A 1-D UNet over the action chunk, conditioned on observation features and
-    the diffusion step (FiLM), in the style of Diffusion Policy's CNN variant."""
+    """A 1-D UNet over the action chunk, conditioned on observation features and the
+    diffusion step (FiLM), in the style of Diffusion Policy's CNN variant."""
 
-    def __init__(self, action_dim: int, condition_dim: int, widths: tuple[int, ...] = (64, 128, 256)) -> None:
+    def __init__(self, action_dim: int, condition_dim: int, widths: tuple[int, ...] = REFERENCE_DOWN_DIMS) -> None:
         super().__init__()
-        self.step_embedding = nn.Sequential(nn.Linear(64, 128), nn.Mish(), nn.Linear(128, 128))
-        cond = condition_dim + 128
+        self.step_embedding = nn.Sequential(nn.Linear(256, 1024), nn.Mish(), nn.Linear(1024, 256))
+        cond = condition_dim + 256
         self.down = nn.ModuleList()
         channels = action_dim
         for i, width in enumerate(widths):
@@ -102,7 +161,7 @@ class ReferenceUnet1d(nn.Module):
         )
 
     def forward(self, actions: torch.Tensor, step: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        frequencies = torch.exp(-math.log(10000.0) * torch.arange(32) / 32)
+        frequencies = torch.exp(-math.log(10000.0) * torch.arange(128) / 128)
         phase = step.float()[:, None] * frequencies
         condition = torch.cat([features, self.step_embedding(torch.cat([phase.sin(), phase.cos()], -1))], -1)
         x = actions.transpose(1, 2)
@@ -119,35 +178,24 @@ class ReferenceUnet1d(nn.Module):
 
 
 class ReferencePolicy(nn.Module):
-    def __init__(
-        self, cameras: int, image_size: int, proprio_dim: int, action_dim: int, observation_steps: int = 2
-    ) -> None:
+    """Diffusion Policy's shape: one ResNet-18 per camera over the last two observations,
+    their features and the proprioception condition a UNet that denoises the chunk."""
+
+    def __init__(self, cameras: int, proprio_dim: int, action_dim: int) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, 32, 3, 2, 1),
-            nn.GroupNorm(8, 32),
-            nn.Mish(),
-            nn.Conv2d(32, 64, 3, 2, 1),
-            nn.GroupNorm(8, 64),
-            nn.Mish(),
-            nn.Conv2d(64, 128, 3, 2, 1),
-            nn.GroupNorm(8, 128),
-            nn.Mish(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        feature_dim = observation_steps * (cameras * 128 + proprio_dim)
+        self.encoders = nn.ModuleList([ResNet18GroupNorm() for _ in range(cameras)])
+        feature_dim = REFERENCE_OBSERVATION_STEPS * (cameras * 512 + proprio_dim)
         self.unet = ReferenceUnet1d(action_dim, feature_dim)
-        self.schedule = NoiseSchedule(100)
+        self.schedule = NoiseSchedule(REFERENCE_TRAIN_LEVELS)
         self.action_dim = action_dim
 
     @torch.inference_mode()
     def act(self, images: torch.Tensor, proprio: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """images (steps, cameras, 3, H, W), proprio (steps, P) -> (16, action_dim)."""
-        visual = self.encoder(images.flatten(0, 1)).view(images.shape[0], -1)
+        """images (steps, cameras, 3, H, W), proprio (steps, P) -> (horizon, action_dim)."""
+        visual = torch.cat([encoder(images[:, i]) for i, encoder in enumerate(self.encoders)], -1)
         features = torch.cat([visual, proprio], -1).reshape(1, -1)
-        x = torch.randn(1, REFERENCE_CHUNK, self.action_dim, generator=generator)
-        levels = np.round(np.linspace(100, 0, REFERENCE_DDIM_STEPS + 1)).astype(np.int64)
+        x = torch.randn(1, REFERENCE_HORIZON, self.action_dim, generator=generator)
+        levels = np.round(np.linspace(REFERENCE_TRAIN_LEVELS, 0, REFERENCE_DDIM_STEPS + 1)).astype(np.int64)
         for level, next_level in itertools.pairwise(levels):
             step = torch.tensor([int(level)])
             x0 = self.unet(x, step, features)
@@ -155,110 +203,165 @@ class ReferencePolicy(nn.Module):
         return x[0]
 
 
-def _percentiles(samples_s: list[float]) -> tuple[float, float]:
-    ms = np.asarray(samples_s) * 1000
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+# ------------------------------------------------------------------ measuring
 
 
-def measure_df(
-    ticks: int, warmup: int, runner_config: RunnerConfig, spec: PolicySpec, model_config: ModelConfig
-) -> list[float]:
-    torch.manual_seed(0)
-    runner = PolicyRunner(
-        DFPolicyModel(spec, model_config), Normalizer.identity(spec.action.dim, spec.proprio_dim), runner_config
-    )
-    rng = np.random.default_rng(0)
-    frames = [
-        {c.name: rng.integers(0, 256, (c.height, c.width, 3), dtype=np.uint8) for c in spec.cameras} for _ in range(8)
-    ]
+@dataclass
+class Contender:
+    """One policy to time: `make()` builds it (seeded) and returns the call to time;
+    `calls_per_robot_second` is how often the robot calls it."""
+
+    name: str
+    make: Callable[[], tuple[Callable[[int], object], int]]
+    calls_per_robot_second: float
+
+
+def df_contender(spec: PolicySpec, model_config: object, runner_config: RunnerConfig) -> Contender:
+    def make() -> tuple[Callable[[int], object], int]:
+        torch.manual_seed(0)
+        model = DFPolicyModel(spec, model_config)  # type: ignore[arg-type]
+        runner = PolicyRunner(model, Normalizer.identity(spec.action.dim, spec.proprio_dim), runner_config)
+        rng = np.random.default_rng(0)
+        frames = [
+            {c.name: rng.integers(0, 256, (c.height, c.width, 3), dtype=np.uint8) for c in spec.cameras}
+            for _ in range(8)
+        ]
+
+        def tick(index: int) -> object:
+            observation = Observation(
+                stamp=index * spec.token_period_s,
+                frames=frames[index % 8],
+                proprio=rng.uniform(-1, 1, spec.proprio_dim),
+            )
+            return runner.step(observation)
+
+        return tick, model.parameter_count()
+
+    return Contender("df", make, 1.0 / spec.token_period_s)
+
+
+def reference_contender(spec: PolicySpec) -> Contender:
+    def make() -> tuple[Callable[[int], object], int]:
+        torch.manual_seed(0)
+        reference = ReferencePolicy(len(spec.cameras), spec.proprio_dim, spec.action.dim).eval()
+        generator = torch.Generator().manual_seed(0)
+        camera = spec.cameras[0]
+        images = torch.rand(REFERENCE_OBSERVATION_STEPS, len(spec.cameras), 3, camera.height, camera.width) * 2 - 1
+        proprio = torch.zeros(REFERENCE_OBSERVATION_STEPS, spec.proprio_dim)
+        return (lambda index: reference.act(images, proprio, generator)), sum(p.numel() for p in reference.parameters())
+
+    return Contender("dp_reference", make, 1.0 / (REFERENCE_EXECUTED * spec.action_period_s))
+
+
+def measure(contender: Contender, threads: int, calls: int, warmup: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    call, parameters = contender.make()
     samples = []
-    for tick in range(warmup + ticks):
-        observation = Observation(
-            stamp=tick * spec.token_period_s, frames=frames[tick % 8], proprio=rng.uniform(-1, 1, spec.proprio_dim)
-        )
+    for index in range(warmup + calls):
         start = time.perf_counter()
-        runner.step(observation)
-        if tick >= warmup:
+        call(index)
+        if index >= warmup:
             samples.append(time.perf_counter() - start)
-    return samples
+    ms = np.asarray(samples) * 1000
+    p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+    per_second = contender.calls_per_robot_second
+    return {
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(p99, 3),
+        "calls": len(samples),
+        "parameters": parameters,
+        "p50_ms_per_robot_second": round(p50 * per_second, 3),
+    }
 
 
-def measure_reference(ticks: int, warmup: int, spec: PolicySpec) -> tuple[list[float], int]:
-    image_size = spec.cameras[0].height
-    torch.manual_seed(0)
-    reference = ReferencePolicy(len(spec.cameras), image_size, spec.proprio_dim, spec.action.dim).eval()
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(2, len(spec.cameras), 3, image_size, image_size) * 2 - 1
-    proprio = torch.zeros(2, spec.proprio_dim)
-    samples = []
-    for tick in range(warmup + ticks):
-        start = time.perf_counter()
-        reference.act(images, proprio, generator)
-        if tick >= warmup:
-            samples.append(time.perf_counter() - start)
-    return samples, sum(p.numel() for p in reference.parameters())
+def busy(load: float) -> bool:
+    return load > BUSY_LOAD_PER_CORE * (os.cpu_count() or 1)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.config import compose_config, model_config, policy_spec, runner_config
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ticks", type=int, default=500, help="measured DF ticks (default 500)")
-    parser.add_argument("--reference-ticks", type=int, default=60, help="measured reference ticks (default 60)")
-    parser.add_argument("--threads", type=int, default=2, help="threads of the reference (default 2)")
-    parser.add_argument("--df-threads", type=int, default=1, help="intra-op threads of the DF runner (default 1)")
+    parser.add_argument("--ticks", type=int, default=500, help="measured DF ticks per thread count (default 500)")
+    parser.add_argument("--reference-ticks", type=int, default=40, help="measured reference calls (default 40)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts (default 1 2)")
     parser.add_argument(
-        "--task", default="swap_fruit_sim", help="task config whose policy is timed (default swap_fruit_sim)"
+        "--experiment", default="swap_fruit", help="experiment config whose policy is timed (default swap_fruit)"
     )
-    parser.add_argument("--quick", action="store_true", help="a few ticks only: checks that the benchmark runs")
+    parser.add_argument("--quick", action="store_true", help="a few calls only: checks that the benchmark runs")
     args = parser.parse_args(argv)
     if args.quick:
-        args.ticks, args.reference_ticks = 20, 3
-    warmup = 3 if args.quick else 20
+        args.ticks, args.reference_ticks = 10, 2
+    warmup, reference_warmup = (2, 1) if args.quick else (20, 3)
 
-    # The deployed configuration: the task config's cameras, image size and rates.
-    spec, model_config = deployed_policy([f"task={args.task}"])
-    torch.set_num_threads(args.df_threads)
-    df_config = RunnerConfig(schedule="pyramid", horizon=2, steps=8, uncertainty_scale=2.0, carry=True)
-    print(f"DF runner, {df_config}, {args.df_threads} thread(s): {args.ticks} ticks ...", flush=True)
-    df = measure_df(args.ticks, warmup, df_config, spec, model_config)
-    no_carry = RunnerConfig(schedule="pyramid", horizon=2, steps=8, uncertainty_scale=2.0, carry=False)
-    print("DF runner without carried tokens (every tick from pure noise) ...", flush=True)
-    df_fresh = measure_df(max(args.ticks // 5, 10), warmup, no_carry, spec, model_config)
-    torch.set_num_threads(args.threads)
-    print(f"DF runner with {args.threads} threads ...", flush=True)
-    df_two = measure_df(max(args.ticks // 5, 10), warmup, df_config, spec, model_config)
+    config = compose_config([f"experiment={args.experiment}"])
+    spec, runner = policy_spec(config), runner_config(config)
+    contenders = [df_contender(spec, model_config(config), runner), reference_contender(spec)]
+    loadavg_before = os.getloadavg()
     print(
-        f"Diffusion-Policy-style reference, {REFERENCE_DDIM_STEPS} DDIM steps: {args.reference_ticks} ticks ...",
+        f"deployed policy: {len(spec.cameras)} cameras at {spec.cameras[0].height}x{spec.cameras[0].width}, "
+        f"{spec.actions_per_token} actions per {spec.token_period_s} s token, runner {runner}; "
+        f"load average {loadavg_before[0]:.2f}",
         flush=True,
     )
-    reference, reference_parameters = measure_reference(args.reference_ticks, 2 if args.quick else 5, spec)
+    results: dict[str, dict[str, dict[str, float]]] = {c.name: {} for c in contenders}
+    for threads in args.threads:
+        for contender in contenders:
+            calls = args.ticks if contender.name == "df" else args.reference_ticks
+            print(f"{contender.name}: {calls} calls on {threads} thread(s) ...", flush=True)
+            results[contender.name][str(threads)] = measure(
+                contender, threads, calls, warmup if contender.name == "df" else reference_warmup
+            )
+    loadavg_after = os.getloadavg()
 
-    df_p50, df_p99 = _percentiles(df)
-    fresh_p50, fresh_p99 = _percentiles(df_fresh)
-    two_p50, two_p99 = _percentiles(df_two)
-    ref_p50, ref_p99 = _percentiles(reference)
-    df_parameters = DFPolicyModel(spec, model_config).parameter_count()
-    print(f"{'':<28}{'p50 ms':>10}{'p99 ms':>10}{'params':>12}")
-    print(f"{'DF (carry)':<28}{df_p50:>10.2f}{df_p99:>10.2f}{df_parameters:>12,}")
-    print(f"{'DF (no carry)':<28}{fresh_p50:>10.2f}{fresh_p99:>10.2f}{df_parameters:>12,}")
-    print(f"{'DF (carry, ' + str(args.threads) + ' threads)':<28}{two_p50:>10.2f}{two_p99:>10.2f}{df_parameters:>12,}")
-    print(f"{'DP-style reference':<28}{ref_p50:>10.2f}{ref_p99:>10.2f}{reference_parameters:>12,}")
+    print(f"{'':<14}{'threads':>8}{'p50 ms':>10}{'p99 ms':>10}{'ms/robot-s':>12}{'params':>12}")
+    for name, by_threads in results.items():
+        for threads, row in by_threads.items():
+            print(
+                f"{name:<14}{threads:>8}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
+                f"{row['p50_ms_per_robot_second']:>12.2f}{row['parameters']:>12,}"
+            )
+    first = str(args.threads[0])
+    df, reference = results["df"][first], results["dp_reference"][first]
+    machine_busy = busy(loadavg_before[0]) or busy(loadavg_after[0])
+    ratios = {
+        threads: {
+            "per_call": round(results["dp_reference"][threads]["p50_ms"] / results["df"][threads]["p50_ms"], 2),
+            "per_robot_second": round(
+                results["dp_reference"][threads]["p50_ms_per_robot_second"]
+                / results["df"][threads]["p50_ms_per_robot_second"],
+                2,
+            ),
+        }
+        for threads in results["df"]
+    }
+    if machine_busy:
+        print(
+            f"the machine is busy (load average {loadavg_before[0]:.2f} before, {loadavg_after[0]:.2f} after, "
+            f"{os.cpu_count()} cores): no ratio is reported; run it again on a quiet machine",
+            flush=True,
+        )
     result = {
-        "df_tick_p50_ms": round(df_p50, 3),
-        "df_tick_p99_ms": round(df_p99, 3),
-        "df_no_carry_tick_p50_ms": round(fresh_p50, 3),
-        "df_no_carry_tick_p99_ms": round(fresh_p99, 3),
-        "df_two_threads_tick_p50_ms": round(two_p50, 3),
-        "df_two_threads_tick_p99_ms": round(two_p99, 3),
-        "reference_tick_p50_ms": round(ref_p50, 3),
-        "reference_tick_p99_ms": round(ref_p99, 3),
-        "speedup_p50": round(ref_p50 / df_p50, 2),
-        "action_horizon": 16,
-        "df_threads": args.df_threads,
-        "reference_threads": args.threads,
-        "image_size": spec.cameras[0].height,
+        "df_tick_p50_ms": df["p50_ms"],
+        "df_tick_p99_ms": df["p99_ms"],
+        "dp_reference_p50_ms": reference["p50_ms"],
+        "dp_reference_p99_ms": reference["p99_ms"],
+        "ratio_per_call_vs_dp": None if machine_busy else ratios[first]["per_call"],
+        "ratio_per_robot_second_vs_dp": None if machine_busy else ratios[first]["per_robot_second"],
+        "threads": args.threads,
+        "results": results,
+        "ratios": None if machine_busy else ratios,
+        "goals": {
+            "ratio_per_robot_second_vs_dp_at_least": GOAL_RATIO_PER_ROBOT_SECOND,
+            "df_tick_p99_ms_at_most_one_thread": GOAL_DF_P99_MS,
+        },
+        "busy": machine_busy,
+        "loadavg_before": [round(v, 2) for v in loadavg_before],
+        "loadavg_after": [round(v, 2) for v in loadavg_after],
+        "cpu_count": os.cpu_count(),
+        "image_size": [spec.cameras[0].height, spec.cameras[0].width],
         "actions_per_token": spec.actions_per_token,
         "token_period_s": spec.token_period_s,
-        "df_ticks": len(df),
         "machine": platform.processor() or platform.machine(),
     }
     print(json.dumps(result))

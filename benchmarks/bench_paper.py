@@ -34,6 +34,10 @@ steps; --train-steps is the comparison that does not favour DF for being cheaper
     python -m benchmarks.bench_paper --seeds 1 --episodes 20 --train-seconds 600
     python -m benchmarks.bench_paper --train-steps 6000 # step-matched variants
     python -m benchmarks.bench_paper --quick            # minutes: a smoke test of the pipeline
+    python -m benchmarks.bench_paper --task /path/to/my_task.yaml --out outputs/bench_my_task
+
+`--task` runs another simulated task (a task config with a `sim:` section) through the
+same variants and conditions; without it the presets' own task, swap fruit.
 
 The last line printed is one JSON object with the table.
 """
@@ -52,6 +56,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from evaluation.sim_task import DEFAULT_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {  # variant -> hydra experiment preset
@@ -134,12 +140,12 @@ def _python() -> str:
     return sys.executable
 
 
-def _collect(store: Path, episodes: int) -> None:
-    from dfstack.collect_sim import ensure_demonstrations
+def _collect(store: Path, episodes: int, task: str | None) -> None:
+    from dfstack.collect_sim import SimCollectionConfig, ensure_demonstrations
 
     print(f"demonstrations: {episodes} scripted episodes in {store} ...", flush=True)
     try:
-        summary = ensure_demonstrations(store, episodes)
+        summary = ensure_demonstrations(store, episodes, config=SimCollectionConfig(task=task or DEFAULT_TASK))
     except ValueError as error:
         raise SystemExit(f"bench-paper: {error}") from None
     print("  (cached)" if summary is None else summary.describe(), flush=True)
@@ -171,10 +177,14 @@ def _train_job(
     demos: int,
     quick: bool,
     extra_overrides: Sequence[str] = (),
+    task: str | None = None,
 ) -> Job:
     run_dir = out / "runs" / f"{variant}-seed{seed}"
     overrides = [
         f"experiment={VARIANTS[variant]}",
+        # Another task replaces the presets' own (swap fruit); the evaluations run the
+        # task each checkpoint was trained on.
+        *([f"task={task}"] if task else []),
         f"task.dataset={store}",
         f"run_dir={run_dir}",
         f"seed={seed}",
@@ -194,6 +204,8 @@ def _train_job(
     settings |= {"quick": True} if quick else budget.describe()
     if extra_overrides:
         settings["overrides"] = list(extra_overrides)
+    if task:
+        settings["task"] = task
     return Job(
         "train",
         variant,
@@ -371,7 +383,7 @@ def format_table(table: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(table: dict[str, dict[str, Any]], path: Path) -> Path:
+def plot(table: dict[str, dict[str, Any]], path: Path, task: str = "swap fruit") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -404,7 +416,7 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> Path:
     axis.set_xticks(range(len(conditions)), conditions)
     axis.set_ylabel("success rate (%) with 95% CI")
     axis.set_ylim(0, 105)
-    axis.set_title("swap fruit in simulation")
+    axis.set_title(f"{task} in simulation")
     axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(variants), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -437,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 4 demos, 1 seed, 30 training steps, 2 short episodes"
     )
+    parser.add_argument(
+        "--task",
+        help="task config with a sim: section, a name in training/conf/task/ or a YAML path (default: the "
+        f"presets' task, {DEFAULT_TASK}); use its own --out",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -462,10 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     started = time.perf_counter()
     store = out / "demos.zarr"
-    _collect(store, args.demos)
+    _collect(store, args.demos, args.task)
 
     trains = [
-        _train_job(out, store, v, s, budget, args.demos, args.quick, args.train_override)
+        _train_job(out, store, v, s, budget, args.demos, args.quick, args.train_override, args.task)
         for v in variants
         for s in seeds
     ]
@@ -479,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = aggregate(out, seeds, variants)
     print(format_table(table))
-    figure = plot(table, out / "success.png")
+    figure = plot(table, out / "success.png", *([args.task] if args.task else []))
     df = table.get("df", {})
     checks = {}
     if "clean" in df:
@@ -489,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     if "clean" in table.get("memoryless", {}):
         checks["memoryless_below_goal"] = table["memoryless"]["clean"]["success_rate"] <= GOALS["memoryless_clean_max"]
     summary = {
+        "task": args.task or DEFAULT_TASK,
         "table": table,
         "goals": GOALS,
         "checks": checks,

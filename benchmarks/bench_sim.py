@@ -1,9 +1,10 @@
-"""Simulator benchmark: env steps per second with both cameras at 96 px on one core, the
-wall time to collect 100 expert demonstrations with 2 processes, and the scripted
-expert's success rate over 200 seeded episodes.
+"""Simulator benchmark: env steps per second with the task's cameras (swap fruit: front
+and wrist) at 96 px on one core, the wall time to collect 100 expert demonstrations with
+2 processes, and the scripted expert's success rate over 200 seeded episodes.
 
     python -m benchmarks.bench_sim            # the full run (make bench-sim)
     python -m benchmarks.bench_sim --quick    # a few episodes, seconds (used by a test)
+    python -m benchmarks.bench_sim --task /path/to/my_task.yaml
 
 The last printed line is one JSON object with at least env_steps_per_s and
 demos_100_seconds. Targets: >= 80 steps/s, <= 240 s, expert success >= 98 %.
@@ -19,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+from evaluation.sim_task import DEFAULT_TASK
+
 TARGET_STEPS_PER_S = 80.0
 TARGET_DEMOS_100_SECONDS = 240.0
 TARGET_SUCCESS_RATE = 0.98
@@ -26,15 +29,13 @@ TARGET_SUCCESS_RATE = 0.98
 _worker_env: Any = None
 
 
-def _init_worker(image_size: int, render: bool, pin_cpu: int | None) -> None:
-    """Each worker process owns one environment (and one OpenGL context)."""
+def _init_worker(setup: Any, image_size: int, render: bool, pin_cpu: int | None) -> None:
+    """Each worker process owns one environment (and one OpenGL context): the task's robot
+    (`setup`, loaded once by the parent) with every camera at image_size (or none)."""
     global _worker_env
     if pin_cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {pin_cpu})
-    from sim.env import EnvConfig, SwapFruitEnv
-
-    cameras = ("front", "wrist") if render else ()
-    _worker_env = SwapFruitEnv(EnvConfig(image_size=image_size, cameras=cameras))
+    _worker_env = setup.make_env(None if render else (), image_size)
 
 
 def _demo(seed: int) -> dict[str, Any]:
@@ -58,19 +59,17 @@ def _demo(seed: int) -> dict[str, Any]:
 
 
 def _steps_per_second(max_steps: int) -> dict[str, Any]:
-    """Expert episodes stepped back to back (both cameras rendered every step)."""
-    from sim.expert import ScriptedExpert
-
+    """Expert episodes stepped back to back (every camera rendered every step)."""
     env = _worker_env
     env.reset(10_000)  # warm-up: first render creates the GL context
     steps, seconds, seed = 0, 0.0, 10_000
     while steps < max_steps:
         env.reset(seed)
-        expert = ScriptedExpert(env)
+        expert = env.task.expert(env)
         expert.reset()
         start = time.perf_counter()
         while not expert.done and steps < max_steps:
-            env.step(expert.act())
+            env.step(env.expert_action(expert.act()))
             steps += 1
         seconds += time.perf_counter() - start
         seed += 1
@@ -91,13 +90,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("LP_NUM_THREADS", "1")
     context = mp.get_context("spawn")  # a fresh process per worker: no inherited GL state
     show = not args.no_progress
+    from evaluation.sim_task import load_sim_task
+
+    setup = load_sim_task(args.task)
 
     # 1. steps/s on one core, in a process pinned to CPU 0
-    with context.Pool(1, _init_worker, (args.image_size, True, 0)) as pool:
+    with context.Pool(1, _init_worker, (setup, args.image_size, True, 0)) as pool:
         measured = pool.apply(_steps_per_second, (args.steps,))
     steps_per_s = measured["steps"] / measured["seconds"]
     print(
-        f"env steps/s (2 cameras at {args.image_size} px, 1 core): {steps_per_s:.1f} "
+        f"env steps/s ({args.task}'s cameras at {args.image_size} px, 1 core): {steps_per_s:.1f} "
         f"({measured['steps']} steps in {measured['seconds']:.2f} s)",
         flush=True,
     )
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # 2. demonstrations with N processes, wall time from pool start to the last episode
     start = time.perf_counter()
     demos: list[dict[str, Any]] = []
-    with context.Pool(args.processes, _init_worker, (args.image_size, True, None)) as pool:
+    with context.Pool(args.processes, _init_worker, (setup, args.image_size, True, None)) as pool:
         for result in _progress(pool.imap_unordered(_demo, range(args.episodes)), args.episodes, "demos", show):
             demos.append(result)
     demo_seconds = time.perf_counter() - start
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = max(0, args.success_episodes - len(demos))
     if extra:
         seeds = range(args.episodes, args.episodes + extra)
-        with context.Pool(args.processes, _init_worker, (args.image_size, False, None)) as pool:
+        with context.Pool(args.processes, _init_worker, (setup, args.image_size, False, None)) as pool:
             for result in _progress(pool.imap_unordered(_demo, seeds), extra, "success", show):
                 outcomes.append(result)
     successes = sum(o["success"] for o in outcomes)
@@ -140,6 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "demos": args.episodes,
         "demos_seconds": round(demo_seconds, 1),
         "processes": args.processes,
+        "task": args.task,
         "image_size": args.image_size,
         "expert_success_rate": round(rate, 4),
         "expert_episodes": len(outcomes),
@@ -170,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         help="episodes for the expert success rate (the demos count; the rest run physics only)",
     )
     parser.add_argument("--image-size", type=int, default=96, help="camera images are N x N")
+    parser.add_argument(
+        "--task", default=DEFAULT_TASK, help=f"task config: a name or a YAML file (default {DEFAULT_TASK})"
+    )
     parser.add_argument("--quick", action="store_true", help="a few episodes: seconds, not minutes")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     args = parser.parse_args(argv)

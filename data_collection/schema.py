@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,22 +134,30 @@ class StreamSpec:
 
 def fr3_stream_specs(
     camera_names: tuple[str, ...] = ("front", "wrist"),
-    image_shape: tuple[int, int] = (480, 640),
-    camera_rate_hz: float = 30.0,
+    image_shape: tuple[int, int] | Mapping[str, tuple[int, int]] = (480, 640),
+    camera_rate_hz: float | Mapping[str, float] = 30.0,
     state_rate_hz: float = 1000.0,
     gripper_rate_hz: float = 15.0,
     command_rate_hz: float = 100.0,
     teleop_rate_hz: float = 100.0,
+    joint_command_rate_hz: float | None = None,
 ) -> list[StreamSpec]:
     """The streams of a (real or simulated) FR3 demonstration. The names are the contract
     with the simulator and the ROS recorder node; `mapping.FeatureMapping` turns them
-    into the policy's proprioception and action vectors."""
-    height, width = image_shape
+    into the policy's proprioception and action vectors. `image_shape` and
+    `camera_rate_hz` are one for every camera or a mapping camera -> its own.
+    `joint_command_rate_hz` adds the commanded joint targets (what a joint-space policy
+    learns; `dfstack collect-sim` records them beside the end-effector command)."""
     joints = [f"fr3_joint{i}" for i in range(1, 8)]
-    streams = [
-        StreamSpec(name, IMAGE, (height, width, 3), camera_rate_hz, "rgb8", description=f"{name} camera")
-        for name in camera_names
-    ]
+
+    def per_camera(value: Any, name: str) -> Any:
+        return value[name] if isinstance(value, Mapping) else value
+
+    streams: list[StreamSpec] = []
+    for name in camera_names:
+        height, width = per_camera(image_shape, name)
+        rate = per_camera(camera_rate_hz, name)
+        streams.append(StreamSpec(name, IMAGE, (height, width, 3), rate, "rgb8", description=f"{name} camera"))
     streams += [
         StreamSpec(
             "ee_pose",
@@ -182,6 +191,19 @@ def fr3_stream_specs(
             fields=("x", "y", "z", "qx", "qy", "qz", "qw", "gripper_width"),
             description="commanded end-effector target and gripper width (the action label)",
         ),
+    ]
+    if joint_command_rate_hz is not None:
+        streams.append(
+            StreamSpec(
+                "joint_command",
+                VECTOR,
+                (8,),
+                joint_command_rate_hz,
+                fields=(*joints, "gripper_width"),
+                description="commanded joint targets (rad) and gripper width (a joint-space action label)",
+            )
+        )
+    streams += [
         StreamSpec(
             "teleop",
             VECTOR,

@@ -1,15 +1,25 @@
 """`dfstack collect-sim`: scripted-expert demonstrations recorded through the real recorder.
 
-    python -m dfstack.cli collect-sim --store outputs/swap_fruit.zarr --episodes 100 --processes 2
+    dfstack collect-sim --store outputs/swap_fruit.zarr --episodes 100 --processes 2
+    dfstack collect-sim --task /path/to/my_task.yaml --store my_task.zarr --episodes 50
 
-The simulated FR3 (`sim.hil.SimulatedRobot`) runs in-process, without ROS, and its samples
-go through `data_collection.Recorder` exactly as the ROS recorder node feeds them: the same
-streams (`fr3_stream_specs`), each sample stamped with the sim time at which the robot
-would publish it (cameras at the camera rate, end-effector pose and joint states at the
-state rate, gripper at its rate), the commanded target (= the expert's action label) at
-the moment it is sent, and a teleop stream holding the twist that would have produced
-the expert's target sequence. A store written here is read by the same code as a
-teleoperated one.
+The task config (`--task`, a name in training/conf/task/ or a YAML file; default
+swap_fruit_sim) names the simulated task (its `sim:` section: scene, expert, success
+test) and the robot description, which gives the cameras with their native sizes and
+rates, the state rates and the embodiment. The simulated robot (`sim.hil.SimulatedRobot`)
+runs in-process, without ROS, and its samples go through `data_collection.Recorder`
+exactly as the ROS recorder node feeds them: the same streams (`fr3_stream_specs`), each
+sample stamped with the sim time at which the robot would publish it (each camera at its
+rate, end-effector pose and joint states at the state rate, gripper at its rate), the
+commanded target at the moment it is sent, and a teleop stream holding the twist that
+would have produced the expert's target sequence. A store written here is read by the
+same code as a teleoperated one.
+
+Both action labels are recorded, whatever the robot's embodiment: `command` (the
+expert's end-effector target and gripper width) and `joint_command` (the joints that
+reach it, from the simulator's IK, and the width), so one store trains an `ee_pose` or a
+`joint_position` policy. The arm is driven the way the robot description says: pose
+targets for `ee_pose`, the joint targets for `joint_position`.
 
 Processes: with `--processes 1` one process simulates and records (samples are streamed
 into the recorder as they are produced). With P > 1, P worker processes simulate
@@ -37,13 +47,13 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.sim_task import DEFAULT_TASK, SimTaskSetup
+
 # Offscreen rendering and one llvmpipe thread per process (N processes use N cores);
 # both must be set before mujoco creates a GL context.
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("LP_NUM_THREADS", "1")
 
-TASK = "swap fruit"
-CAMERAS = ("front", "wrist")
 STAMP_TIMEBASE = "sim time since the episode reset (s)"
 
 # (stream, stamp_s, value) in the order a ROS subscriber would receive them.
@@ -53,13 +63,11 @@ Emit = Callable[[str, float, Any], None]
 
 @dataclass(frozen=True)
 class SimCollectionConfig:
-    """How episodes are simulated; the rates are what sim_robot_node publishes by default."""
+    """How episodes are simulated. Cameras, sizes and rates are the task's robot
+    description's (what sim_robot_node publishes for it)."""
 
-    image_size: int = 96
-    cameras: tuple[str, ...] = CAMERAS
-    camera_rate_hz: float = 10.0
-    state_rate_hz: float = 100.0
-    gripper_rate_hz: float = 15.0
+    task: str = DEFAULT_TASK  # a task config: a name in training/conf/task/ or a YAML path
+    image_size: int | None = None  # None: each camera at its native size; N: every camera N x N
     max_steps: int = 300  # expert actions (0.1 s each) before an episode is cut off
     # Actions holding the rest pose after the expert is done. The policy learns to stay
     # from these alone; with 12 (1.5 tokens) it finished swap fruit in 16 of 20 episodes
@@ -67,7 +75,7 @@ class SimCollectionConfig:
     extra_steps: int = 30
 
     def __post_init__(self) -> None:
-        if self.image_size < 8:
+        if self.image_size is not None and self.image_size < 8:
             raise ValueError(f"image_size must be >= 8 px, got {self.image_size}")
         if self.max_steps < 1 or self.extra_steps < 0:
             raise ValueError(
@@ -87,8 +95,10 @@ class SimEpisodeResult:
     info: dict[str, Any]
     report: dict[str, Any]
     initial_configuration: dict[str, Any]
-    # (steps, 10) the expert's action labels and (steps,) the sim time each was sent at.
+    # (steps, 10) the expert's end-effector labels, (steps, 8) the joint labels (joints
+    # and width) and (steps,) the sim time each was sent at.
     labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 10)))
+    joint_labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 8)))
     label_times: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     simulate_s: float = 0.0
 
@@ -114,7 +124,8 @@ class CollectSummary:
     dropped: int
     store_bytes: int
     processes: int
-    image_size: int
+    task: str
+    cameras: dict[str, list[int]]  # camera -> [height, width] recorded
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,8 +133,9 @@ class CollectSummary:
     def describe(self) -> str:
         lines = [
             f"collect-sim: {self.committed}/{self.requested} episodes committed to {self.store} in "
-            f"{self.wall_s:.1f} s ({self.episodes_per_s:.2f} episodes/s, {self.processes} process(es), "
-            f"{self.image_size} px cameras)",
+            f"{self.wall_s:.1f} s ({self.episodes_per_s:.2f} episodes/s, {self.processes} process(es))",
+            f"  task {self.task}, cameras "
+            + ", ".join(f"{name} {height}x{width} px" for name, (height, width) in self.cameras.items()),
             f"  expert success: {self.successes}/{self.committed}"
             + (f" (failed seeds {self.failed_seeds})" if self.failed_seeds else ""),
             f"  sim time {self.sim_time_s:.0f} s ({self.sim_time_s / max(self.wall_s, 1e-9):.1f}x real time), "
@@ -161,22 +173,18 @@ def _angular_velocity(previous: np.ndarray, current: np.ndarray, dt: float) -> n
 class _RobotRunner:
     """One process's simulated robot (one OpenGL context, reused across episodes)."""
 
-    def __init__(self, config: SimCollectionConfig) -> None:
-        from sim.env import EnvConfig
-        from sim.hil import HilConfig, SimulatedRobot
+    def __init__(self, setup: SimTaskSetup, config: SimCollectionConfig) -> None:
+        from sim.hil import SimulatedRobot
 
         self.config = config
         self._last_quat: np.ndarray | None = None
+        self.joint_space = setup.robot.embodiment == "joint_position"
         self.robot = SimulatedRobot(
-            EnvConfig(image_size=config.image_size, cameras=tuple(config.cameras)),
-            HilConfig(
-                camera_rate_hz=config.camera_rate_hz,
-                state_rate_hz=config.state_rate_hz,
-                gripper_rate_hz=config.gripper_rate_hz,
-                # The expert's targets are 0.1 s apart, each reached over one step, as
-                # SwapFruitEnv.step does (the labels are the same as run_expert_episode's).
-                target_interpolation_s=0.1,
-            ),
+            setup.env_config(image_size=config.image_size),
+            # The expert's targets are 0.1 s apart, each reached over one step, as
+            # SimEnv.step does (the labels are the same as run_expert_episode's).
+            setup.hil_config(target_interpolation_s=0.1),
+            setup.task,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -185,32 +193,20 @@ class _RobotRunner:
     def run(self, seed: int, emit: Emit) -> SimEpisodeResult:
         """Reset with `seed`, run the scripted expert to the end and emit every sample."""
         from policy.geometry import matrix_to_quat
-        from sim.expert import TOP_DOWN, ScriptedExpert
 
         started = time.perf_counter()
         robot, env, config = self.robot, self.robot.env, self.config
         info = robot.reset(seed)
-        # Measured quaternions start in the hemisphere of the expert's (constant) target
-        # orientation, so recorded pose and command agree in sign.
-        self._last_quat = matrix_to_quat(TOP_DOWN)
-        expert = ScriptedExpert(env)
+        expert = env.task.expert(env)
         expert.reset()
         state = env.robot_state()
-        initial_quat = state.ee_quat_xyzw
-        if float(initial_quat @ self._last_quat) < 0:
-            initial_quat = -initial_quat
-        initial = {
-            "ee_pose": [*state.ee_position.tolist(), *initial_quat.tolist()],
-            "joint_states": [*state.joint_positions.tolist(), *state.joint_velocities.tolist()],
-            "gripper": [state.gripper_width],
-            "scene": info.to_dict(),
-        }
+        self._last_quat = None
         step_period = env.config.step_period_s
         ticks_per_step = round(step_period / robot.control_period_s)
         gripper_speed = 0.1  # TeleopLimits.gripper_speed: a gripper input of 1 moves 0.1 m/s
         previous_position, previous_rotation = state.ee_position.copy(), state.ee_rotation.copy()
         previous_width = state.gripper_width
-        labels, label_times = [], []
+        labels, joint_labels, label_times = [], [], []
         steps, remaining = 0, config.extra_steps
         while steps < config.max_steps:
             action = expert.act()
@@ -220,12 +216,24 @@ class _RobotRunner:
                 remaining -= 1
             position, rotation, width = env.parse_action(action)
             quat = matrix_to_quat(rotation)
+            if self._last_quat is None:
+                # Measured quaternions start in the hemisphere of the first target's
+                # orientation, so recorded pose and command agree in sign.
+                self._last_quat = quat
+            # The joints that reach the target: the joint-space label, and what a
+            # joint-space robot is commanded (the simulator's IK from where the arm is heading).
+            joints = env.joint_target_for(position, rotation)
             now = robot.time
-            robot.set_target_pose(position, quat)
+            if self.joint_space:
+                robot.set_joint_target(joints)
+            else:
+                robot.set_target_pose(position, quat)
             robot.set_gripper_width(width)
             labels.append(np.asarray(action, dtype=np.float64))
+            joint_labels.append(np.concatenate([joints, [width]]))
             label_times.append(now)
             emit("command", now, np.concatenate([position, quat, [width]]))
+            emit("joint_command", now, joint_labels[-1])
             twist = np.concatenate(
                 [
                     (position - previous_position) / step_period,
@@ -239,6 +247,15 @@ class _RobotRunner:
                 self._emit_tick(robot.tick(), emit)
             steps += 1
         report = robot.success_report()
+        initial_quat = state.ee_quat_xyzw
+        if self._last_quat is not None and float(initial_quat @ self._last_quat) < 0:
+            initial_quat = -initial_quat
+        initial = {
+            "ee_pose": [*state.ee_position.tolist(), *initial_quat.tolist()],
+            "joint_states": [*state.joint_positions.tolist(), *state.joint_velocities.tolist()],
+            "gripper": [state.gripper_width],
+            "scene": info.to_dict(),
+        }
         return SimEpisodeResult(
             seed=seed,
             success=bool(report["success"]),
@@ -249,6 +266,7 @@ class _RobotRunner:
             report=report,
             initial_configuration=initial,
             labels=np.asarray(labels).reshape(-1, 10),
+            joint_labels=np.asarray(joint_labels).reshape(-1, 8),
             label_times=np.asarray(label_times, dtype=np.float64),
             simulate_s=time.perf_counter() - started,
         )
@@ -280,7 +298,10 @@ class _RobotRunner:
 def simulate_episode(seed: int, config: SimCollectionConfig | None = None) -> tuple[SimEpisodeResult, list[Sample]]:
     """Simulate one expert episode and return its result and samples, in emission order
     (a fresh simulator; for many episodes `collect_sim` reuses one per process)."""
-    runner = _RobotRunner(config or SimCollectionConfig())
+    from evaluation.sim_task import load_sim_task
+
+    config = config or SimCollectionConfig()
+    runner = _RobotRunner(load_sim_task(config.task), config)
     samples: list[Sample] = []
     try:
         result = runner.run(seed, lambda stream, stamp, value: samples.append((stream, stamp, value)))
@@ -293,9 +314,9 @@ def simulate_episode(seed: int, config: SimCollectionConfig | None = None) -> tu
 _worker_runner: _RobotRunner | None = None
 
 
-def _init_worker(config: SimCollectionConfig) -> None:
+def _init_worker(setup: SimTaskSetup, config: SimCollectionConfig) -> None:
     global _worker_runner
-    _worker_runner = _RobotRunner(config)
+    _worker_runner = _RobotRunner(setup, config)
 
 
 def _worker_episode(seed: int) -> tuple[SimEpisodeResult, list[Sample]]:
@@ -319,31 +340,50 @@ class _SimClock:
         return self.now
 
 
-def stream_specs(config: SimCollectionConfig) -> list[Any]:
-    """The recorded streams: the FR3 names and shapes a teleop session records, at the
-    rates the simulated robot publishes (commands and teleop input at the 10 Hz action
-    rate of the expert)."""
-    from data_collection.schema import fr3_stream_specs
+def camera_shapes(setup: SimTaskSetup, config: SimCollectionConfig) -> dict[str, tuple[int, int]]:
+    """(height, width) each camera is recorded at: the robot description's, or
+    --image-size square."""
+    return setup.camera_shapes(image_size=config.image_size)
 
-    step_rate_hz = 10.0
+
+def stream_specs(setup: SimTaskSetup, config: SimCollectionConfig) -> list[Any]:
+    """The recorded streams: the FR3 names and shapes a teleop session records, at the
+    rates the simulated robot publishes (its robot description's), and both action labels
+    (end-effector `command` and `joint_command`) and the teleop input at the expert's
+    10 Hz action rate."""
+    from data_collection.schema import fr3_stream_specs
+    from sim.env import EnvConfig
+
+    robot = setup.robot
+    step_rate_hz = 1.0 / EnvConfig.step_period_s
     return fr3_stream_specs(
-        camera_names=tuple(config.cameras),
-        image_shape=(config.image_size, config.image_size),
-        camera_rate_hz=config.camera_rate_hz,
-        state_rate_hz=config.state_rate_hz,
-        gripper_rate_hz=config.gripper_rate_hz,
+        camera_names=robot.camera_names,
+        image_shape=camera_shapes(setup, config),
+        camera_rate_hz={camera.name: camera.rate_hz for camera in robot.cameras},
+        state_rate_hz=robot.state.rate_hz,
+        gripper_rate_hz=robot.state.gripper_rate_hz,
         command_rate_hz=step_rate_hz,
         teleop_rate_hz=step_rate_hz,
+        joint_command_rate_hz=step_rate_hz,
     )
 
 
-def _check_store_matches(store: Any, config: SimCollectionConfig) -> None:
+def _check_store_matches(store: Any, setup: SimTaskSetup, config: SimCollectionConfig) -> None:
     """Refuse to append to a store whose episodes have other cameras, image sizes or
-    hold steps at the end (a policy trained on the mix would learn two behaviours)."""
+    hold steps at the end (a policy trained on the mix would learn two behaviours).
+    A store recorded before collect-sim wrote `joint_command` is still appended to: its
+    end-effector episodes are the same, and a joint-space training names the episodes
+    that lack the stream."""
     ids = store.episode_ids()
     if not ids:
         return
-    held = store.metadata(ids[-1]).get("sim", {}).get("hold_steps")
+    recorded = store.metadata(ids[-1])
+    if recorded.get("task") != setup.task.title:
+        raise ValueError(
+            f"{store.path} holds demonstrations of task {recorded.get('task')!r}, this collection records "
+            f"{setup.task.title!r} ({setup.source}); use another --store"
+        )
+    held = recorded.get("sim", {}).get("hold_steps")
     if held != config.extra_steps:
         recorded = "an unrecorded number of" if held is None else str(held)
         raise ValueError(
@@ -354,19 +394,32 @@ def _check_store_matches(store: Any, config: SimCollectionConfig) -> None:
             f"df-stack), this collection would record {config.extra_steps}; use another --store"
         )
     last = store.episode(ids[-1])
-    expected = (config.image_size, config.image_size, 3)
-    for camera in config.cameras:
+    for camera, (height, width) in camera_shapes(setup, config).items():
         if camera not in last.stream_names:
             raise ValueError(
                 f"{store.path} holds episodes without camera {camera!r} (streams {last.stream_names}); "
                 "use another --store"
             )
         shape = tuple(last.spec(camera).shape)
-        if shape != expected:
+        if shape != (height, width, 3):
+            hint = f"use --image-size {shape[0]} or " if shape[0] == shape[1] else "use "
             raise ValueError(
                 f"{store.path} holds {shape[0]}x{shape[1]} px {camera!r} frames, this collection would "
-                f"record {config.image_size}x{config.image_size}; use --image-size {shape[0]} or another --store"
+                f"record {height}x{width}; {hint}another --store"
             )
+
+
+def _store_settings(setup: SimTaskSetup) -> Any:
+    """A new store's settings: the default low-resolution copies plus the task's own policy
+    image size, so training the task never decodes full frames."""
+    from data_collection.schema import StoreSettings
+
+    size = setup.config.get("image_size")
+    if size is None:
+        return StoreSettings()
+    height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    sizes = StoreSettings().policy_image_sizes
+    return StoreSettings(policy_image_sizes=sizes if (height, width) in sizes else (*sizes, (height, width)))
 
 
 def _directory_bytes(path: Path) -> int:
@@ -379,13 +432,13 @@ def _directory_bytes(path: Path) -> int:
 
 
 def _episodes(
-    seeds: list[int], config: SimCollectionConfig, processes: int
+    seeds: list[int], setup: SimTaskSetup, config: SimCollectionConfig, processes: int
 ) -> Iterator[tuple[int, Callable[[Emit], SimEpisodeResult]]]:
     """For each seed, in order: the seed and a function that emits the episode's samples
     into `emit` and returns its result (in-process: simulates while emitting; with
     workers: replays what a worker simulated)."""
     if processes <= 1:
-        runner = _RobotRunner(config)
+        runner = _RobotRunner(setup, config)
         try:
             for seed in seeds:
                 yield seed, lambda emit, seed=seed: runner.run(seed, emit)
@@ -393,7 +446,7 @@ def _episodes(
             runner.close()
         return
     context = mp.get_context("spawn")  # a fresh process per worker: no inherited GL or threads
-    with context.Pool(processes, _init_worker, (config,)) as pool:
+    with context.Pool(processes, _init_worker, (setup, config)) as pool:
         for result, samples in pool.imap(_worker_episode, seeds):
 
             def replay(emit: Emit, result: SimEpisodeResult = result, samples: list[Sample] = samples) -> Any:
@@ -404,11 +457,9 @@ def _episodes(
             yield result.seed, replay
 
 
-def _describe(config: SimCollectionConfig) -> dict[str, Any]:
+def _describe(setup: SimTaskSetup, config: SimCollectionConfig) -> dict[str, Any]:
     """The simulated robot and cameras for episode metadata (builds the model, no rendering)."""
-    from sim.env import EnvConfig, SwapFruitEnv
-
-    env = SwapFruitEnv(EnvConfig(image_size=config.image_size, cameras=tuple(config.cameras)))
+    env = setup.make_env(image_size=config.image_size)
     try:
         return env.describe()
     finally:
@@ -419,22 +470,25 @@ def collect_sim(
     store_path: str | Path,
     episodes: int,
     seed: int = 0,
-    image_size: int = 96,
+    image_size: int | None = None,
     processes: int = 1,
     config: SimCollectionConfig | None = None,
     progress: bool = False,
     on_episode: Callable[[SimEpisodeResult, Any], None] | None = None,
 ) -> CollectSummary:
-    """Record `episodes` scripted-expert episodes (seeds seed, seed+1, ...) into the store
-    at `store_path` (created if missing, appended to otherwise) and return a summary.
+    """Record `episodes` scripted-expert episodes (seeds seed, seed+1, ...) of the task
+    `config.task` into the store at `store_path` (created if missing, appended to
+    otherwise) and return a summary.
 
-    `config` overrides `image_size`; `processes` > 1 simulates in that many worker
-    processes while this process records. `on_episode(result, commit)` is called after
-    each commit (the demo's hook for its own progress). Raises StoreLockedError if
-    another process records into the store, ValueError for bad arguments or a store
-    holding other cameras or image sizes."""
+    `config` overrides `image_size` (None: the robot description's camera sizes);
+    `processes` > 1 simulates in that many worker processes while this process records.
+    `on_episode(result, commit)` is called after each commit (the demo's hook for its own
+    progress). Raises StoreLockedError if another process records into the store,
+    ValueError for bad arguments, a task that cannot be simulated or a store holding other
+    cameras or image sizes."""
     from data_collection.recorder import Recorder, RecorderConfig
     from data_collection.store import EpisodeStore
+    from evaluation.sim_task import load_sim_task
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -443,23 +497,25 @@ def collect_sim(
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     config = config or SimCollectionConfig(image_size=image_size)
-    store = EpisodeStore.open_or_create(store_path)
-    _check_store_matches(store, config)
+    setup = load_sim_task(config.task)  # before the store is touched: a bad task changes nothing
+    store = EpisodeStore.open_or_create(store_path, _store_settings(setup))
+    _check_store_matches(store, setup, config)
     store.acquire_writer_lock()  # fail now, not after the first episode was simulated
     clock = _SimClock()
     try:
-        description = _describe(config)
+        description = _describe(setup, config)
     except BaseException:
         store.release_writer_lock()
         raise
+    rates = {camera.name: camera.rate_hz for camera in setup.robot.cameras}
     recorder = Recorder(
         store,
-        stream_specs(config),
+        stream_specs(setup, config),
         # Samples arrive faster than real time: wait for buffer space (as rosbag import
         # does) instead of dropping what a real-time callback would have to drop.
         RecorderConfig(block_when_full=True),
         robot={key: value for key, value in description.items() if key != "cameras"},
-        cameras={name: {**camera, "rate_hz": config.camera_rate_hz} for name, camera in description["cameras"].items()},
+        cameras={name: {**camera, "rate_hz": rates[name]} for name, camera in description["cameras"].items()},
         clock=clock,
     )
     seeds = list(range(seed, seed + episodes))
@@ -479,12 +535,15 @@ def collect_sim(
         recorder.add(stream, stamp, value)
 
     try:
-        for episode_seed, produce in _episodes(seeds, config, processes):
+        for episode_seed, produce in _episodes(seeds, setup, config, processes):
             clock.now = 0.0
             recorder.start_episode(
-                TASK,
+                setup.task.title,
                 metadata={
                     "source": "collect-sim (scripted expert, in-process simulation)",
+                    "task_config": setup.source,
+                    "sim_task": setup.task.describe(),
+                    "embodiment": setup.robot.embodiment,
                     "seed": episode_seed,
                     "stamp_timebase": STAMP_TIMEBASE,
                     "teleop_stream": "the base-frame twist that turns each expert target into the next",
@@ -522,7 +581,7 @@ def collect_sim(
             successes += int(result.success and commit.committed)
             if not result.success:
                 failed_seeds.append(result.seed)
-            frames += sum(stats["streams"][c]["written"] for c in config.cameras)
+            frames += sum(stats["streams"][c]["written"] for c in setup.robot.camera_names)
             samples_total += int(stats["written"])
             dropped += int(stats["dropped"])
             sim_time += result.sim_time_s
@@ -555,7 +614,8 @@ def collect_sim(
         dropped=dropped,
         store_bytes=_directory_bytes(store.path),
         processes=processes,
-        image_size=config.image_size,
+        task=setup.source,
+        cameras={name: list(shape) for name, shape in camera_shapes(setup, config).items()},
     )
 
 
@@ -574,13 +634,14 @@ def ensure_demonstrations(
     Raises ValueError when the store's demonstrations were recorded differently
     (stages that cache a store must not train on stale demonstrations)."""
     from data_collection.store import EpisodeStore
+    from evaluation.sim_task import load_sim_task
 
     config = config or SimCollectionConfig()
     path = Path(store_path)
     have = 0
     if path.exists():
         store = EpisodeStore.open(path)
-        _check_store_matches(store, config)
+        _check_store_matches(store, load_sim_task(config.task), config)
         have = len(store.episode_ids())
     if have >= episodes:
         return None
@@ -591,15 +652,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfstack collect-sim",
         description=(
-            "Record scripted-expert swap-fruit demonstrations from the in-process simulator through "
-            "the episode recorder (same streams as a teleoperated session)."
+            "Record scripted-expert demonstrations of a simulated task from the in-process simulator "
+            "through the episode recorder (same streams as a teleoperated session)."
         ),
-        epilog="Example: dfstack collect-sim --store outputs/swap_fruit.zarr --episodes 100 --processes 2",
+        epilog=(
+            "Examples:\n  dfstack collect-sim --store outputs/swap_fruit.zarr --episodes 100 --processes 2\n"
+            "  dfstack collect-sim --task /path/to/my_task.yaml --store my_task.zarr --episodes 50"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--task",
+        default=DEFAULT_TASK,
+        help=f"task config: a name in training/conf/task/ or a YAML file with a sim: section (default {DEFAULT_TASK})",
     )
     parser.add_argument("--store", type=Path, required=True, help="episode store (created if missing, else appended)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to record (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; then +1 each (default 0)")
-    parser.add_argument("--image-size", type=int, default=96, help="camera images are N x N rgb8 (default 96)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        help="record every camera N x N rgb8 (default: each camera's size in the task's robot description)",
+    )
     parser.add_argument(
         "--processes",
         type=int,
@@ -628,7 +702,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        config = SimCollectionConfig(image_size=args.image_size, max_steps=args.max_steps, extra_steps=args.hold_steps)
+        config = SimCollectionConfig(
+            task=args.task, image_size=args.image_size, max_steps=args.max_steps, extra_steps=args.hold_steps
+        )
         summary = collect_sim(
             args.store,
             args.episodes,

@@ -1,6 +1,8 @@
 """`make demo`: the whole stack on the simulated Franka, start to finish, on the CPU.
 
-1. record scripted swap-fruit demonstrations through the recorder into a zarr store
+The task is a task config with a `sim:` section (`--task`, default swap_fruit_sim):
+
+1. record scripted demonstrations through the recorder into a zarr store
    (dfstack.collect_sim);
 2. train the causal DF policy for a fixed time budget (training.trainer, the same
    hydra preset as `dfstack train experiment=swap_fruit`);
@@ -28,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evaluation.sim_task import DEFAULT_TASK
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 ROOT = Path(__file__).resolve().parents[1]
 EPISODE_SECONDS = 17.0  # wall time of one closed-loop episode through ROS (real time, ~14 s task + reset)
@@ -43,17 +47,17 @@ def _done(started: float, what: str) -> None:
     print(f"   {what} ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
-def collect(store: Path, episodes: int) -> None:
-    from dfstack.collect_sim import ensure_demonstrations
+def collect(store: Path, episodes: int, task: str) -> None:
+    from dfstack.collect_sim import SimCollectionConfig, ensure_demonstrations
 
-    summary = ensure_demonstrations(store, episodes)
+    summary = ensure_demonstrations(store, episodes, config=SimCollectionConfig(task=task))
     if summary is None:
         print(f"   {episodes} demonstrations already in {store} (cached)")
     else:
         print("   " + summary.describe().replace("\n", "\n   "))
 
 
-def train(store: Path, run_dir: Path, seconds: float, overrides: list[str]) -> Path:
+def train(store: Path, run_dir: Path, seconds: float, overrides: list[str], task: str) -> Path:
     from training.config import compose_config
     from training.trainer import Trainer
 
@@ -63,7 +67,9 @@ def train(store: Path, run_dir: Path, seconds: float, overrides: list[str]) -> P
         return checkpoint
     config = compose_config(
         [
+            # The DF preset; its task replaced by the demo's (the experiment names swap fruit).
             "experiment=swap_fruit",
+            f"task={task}",
             f"task.dataset={store}",
             f"run_dir={run_dir}",
             f"time_budget_s={seconds}",
@@ -91,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="make demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "demo", help="work and report folder")
+    parser.add_argument(
+        "--task",
+        default=DEFAULT_TASK,
+        help=f"task config with a sim: section: a name in training/conf/task/ or a YAML path (default {DEFAULT_TASK})",
+    )
     parser.add_argument("--demos", type=int, default=120, help="scripted demonstrations to record (default 120)")
     parser.add_argument("--train-minutes", type=float, default=8.0, help="training time budget (default 8)")
     parser.add_argument("--episodes", type=int, default=4, help="closed-loop episodes per condition (default 4)")
@@ -140,14 +151,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = _stage(1, f"record {args.demos} scripted demonstrations through the recorder")
     try:
-        collect(store, args.demos)
+        collect(store, args.demos, args.task)
     except ValueError as error:  # a cached store from an older df-stack: never train on it
         print(f"make demo: {error}\nmake demo: DEMO_ARGS=--fresh redoes every stage", file=sys.stderr)
         return 2
     _done(started, f"store {store}")
 
     started = _stage(2, f"train the DF policy for {args.train_minutes:g} minutes")
-    checkpoint = train(store, run_dir, args.train_minutes * 60, args.train_override)
+    checkpoint = train(store, run_dir, args.train_minutes * 60, args.train_override, args.task)
     _done(started, f"checkpoint {checkpoint}")
 
     from evaluation.report import format_table, load_training_history, machine_info, write_report

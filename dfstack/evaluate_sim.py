@@ -4,6 +4,9 @@ process (no ROS), through the same frame-health + runner path as the ROS policy 
 
     dfstack evaluate-sim --checkpoint outputs/swap_fruit-df/checkpoints/latest --episodes 50
     dfstack evaluate-sim --checkpoint ... --fault-plan occlusion --video eval.gif
+
+The simulated task is the one the checkpoint was trained on (its training config keeps
+the task config, `sim:` section included); `--task NAME|PATH` runs another task config.
 """
 
 from __future__ import annotations
@@ -44,15 +47,20 @@ def runner_overrides(args: argparse.Namespace) -> dict[str, object]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfstack evaluate-sim",
-        description="Closed-loop success rate of a policy checkpoint in the swap-fruit simulator (no ROS).",
+        description="Closed-loop success rate of a policy checkpoint in its simulated task (no ROS).",
     )
     parser.add_argument("--checkpoint", required=True, help="policy checkpoint directory (e.g. <run>/checkpoints/best)")
+    parser.add_argument(
+        "--task",
+        help="task config to simulate: a name in training/conf/task/ or a YAML file (default: the checkpoint's task)",
+    )
     parser.add_argument("--episodes", type=int, default=20, help="number of episodes (default 20)")
     parser.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="sim seed of the first episode")
     parser.add_argument(
         "--fault-plan",
         default="none",
-        help=f"one of {', '.join(FAULT_PLAN_CHOICES)}, or a FaultPlan JSON file (default none)",
+        help=f"one of {', '.join(FAULT_PLAN_CHOICES)}, a plan the task names (sim.fault_plans), or a FaultPlan "
+        "JSON file (default none)",
     )
     parser.add_argument(
         "--fault-events", type=int, default=DEFAULT_FAULT_EVENTS, help="fault events per episode for a named plan"
@@ -69,9 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     from evaluation.rollout import EvalSettings, evaluate_checkpoint
+    from evaluation.sim_task import checkpoint_sim_task, checkpoint_training_config, load_sim_task
     from policy.checkpoint import CheckpointError
 
     try:
+        # The task first: its fault plans are among the names --fault-plan may give. An
+        # unreadable checkpoint leaves it to evaluate_checkpoint, which says what is wrong.
+        training = checkpoint_training_config(args.checkpoint)
+        if args.task:
+            task = load_sim_task(args.task)
+        else:
+            task = checkpoint_sim_task(training, args.checkpoint) if training is not None else None
         settings = EvalSettings(
             episodes=args.episodes,
             seed=args.seed,
@@ -81,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_at_success=not args.full_episodes,
             use_surprise=args.surprise,
             video_episodes=args.video_episodes,
+            task=task,
         )
         # The checkpoint's runner settings, with what the command line changes.
         result = evaluate_checkpoint(args.checkpoint, settings, args.video, runner_overrides=runner_overrides(args))
@@ -94,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     low, high = summary["ci95"]
     print(
         f"success {summary['successes']}/{summary['episodes']} = {100 * summary['success_rate']:.1f}% "
-        f"(95% CI {100 * low:.1f}-{100 * high:.1f}%), fault plan {summary['fault_plan']}"
+        f"(95% CI {100 * low:.1f}-{100 * high:.1f}%), task {result.settings['task']}, "
+        f"fault plan {summary['fault_plan']}"
     )
     print(json.dumps(summary))
     return 0

@@ -67,9 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         "keeps the simulator's stamps and the policy's clock in step; other values are for debugging only",
     )
     parser.add_argument(
+        "--task",
+        help="the task config the simulator runs: a name in training/conf/task/ or a YAML path (default: the "
+        "checkpoint's task)",
+    )
+    parser.add_argument(
         "--robot-description",
-        default="fr3_sim",
-        help="the simulated robot both nodes run with: a name in robots/descriptions/ or a YAML path (default fr3_sim)",
+        help="the simulated robot both nodes run with: a name in robots/descriptions/ or a YAML path (default: the "
+        "task's robot)",
     )
     add_episode_arguments(parser)
     parser.add_argument("--videos", type=int, default=1, help="video episodes per condition (default 1; 0 = none)")
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     from evaluation import report as reporting
     from evaluation.ros import ClosedLoopError, ClosedLoopSettings, PrivateNetworkError, run_ros_episodes
+    from evaluation.ros.run import closed_loop_task
 
     names = [name.strip() for name in args.conditions.split(",") if name.strip()]
     try:
@@ -108,11 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             schedule=args.schedule,
             horizon=args.horizon,
             denoising_steps=args.steps,
+            task=args.task,
             robot_description=args.robot_description,
             videos_per_condition=args.videos,
         )
+        task = closed_loop_task(Path(args.checkpoint), settings).task
         for name in names:
-            check_condition_name(name)  # before minutes of start-up
+            check_condition_name(name, task)  # before minutes of start-up
         history = reporting.load_training_history(args.training_run) if args.training_run else None
         report_dir = Path(args.report_dir)
         results = run_ros_episodes(

@@ -4,10 +4,12 @@ A fault plan is named (`none`, one fault kind of sim.faults, `random` for any ki
 `paper`, the Diffusion Forcing paper's robustness test) and drawn afresh for each episode
 from its seed by `fault_plan_for`, so every policy evaluated with the same settings meets
 exactly the same faults, in process (evaluation.rollout) and through the ROS nodes
-(evaluation.ros). The ROS closed loop names its conditions (`clean`, `occluded`, ...) and
-turns each into one fault plan per episode with `condition_plan`.
+(evaluation.ros). A simulated task (sim.tasks.base.SimTask) may name fixed plans of its
+own (its config's `sim.fault_plans`) and says how long it is under way (`active_s`: drawn
+faults fall in its first 60 %). The ROS closed loop names its conditions (`clean`,
+`occluded`, ...) and turns each into one fault plan per episode with `condition_plan`.
 
-numpy only (sim.faults): no simulator, no ROS.
+numpy only (sim.faults, sim.tasks.base): no simulator, no ROS.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.faults import FAULT_KINDS, FaultPlan
+from sim.tasks.base import DEFAULT_ACTIVE_S, SimTask
 
 # Fault plans by name: `none`, one fault kind (sim.faults.FAULT_KINDS), or `random` (any kind).
 # `paper`: the Diffusion Forcing paper's robustness test (front camera fully occluded for
@@ -26,7 +29,19 @@ DEFAULT_MAX_STEPS = 300  # about 2.5x the scripted expert's 120-step episodes
 DEFAULT_EVAL_SEED = 100_000  # far from the seeds demonstrations are recorded with
 DEFAULT_FAULT_EVENTS = 3  # events per episode of a named plan
 DEFAULT_FAULT_SPAN_S = (1.0, 3.0)  # how long each event of a named plan lasts
-STEP_S = 0.1  # one simulator step (the action period of every swap-fruit policy)
+STEP_S = 0.1  # one simulator step (the action period of every simulated policy: sim.env.EnvConfig)
+
+
+def fault_plan_choices(task: SimTask | None = None) -> tuple[str, ...]:
+    """The fault-plan names `fault_plan_for` takes: the drawn ones and the task's own."""
+    return (*FAULT_PLAN_CHOICES, *(sorted(task.fault_plans) if task is not None else ()))
+
+
+def check_fault_plan(fault_plan: str, task: SimTask | None = None) -> None:
+    """ValueError unless `fault_plan` is a name of fault_plan_choices(task) or a JSON file."""
+    if fault_plan in fault_plan_choices(task) or Path(fault_plan).is_file():
+        return
+    raise ValueError(f"fault plan {fault_plan!r} is neither one of {list(fault_plan_choices(task))} nor a JSON file")
 
 
 def fault_plan_for(
@@ -36,18 +51,21 @@ def fault_plan_for(
     max_steps: int = DEFAULT_MAX_STEPS,
     events: int = DEFAULT_FAULT_EVENTS,
     span_s: tuple[float, float] = DEFAULT_FAULT_SPAN_S,
+    task: SimTask | None = None,
 ) -> FaultPlan:
-    """The episode's FaultPlan for `fault_plan`, a name from FAULT_PLAN_CHOICES or a path
-    to a FaultPlan JSON file: drawn from the episode `seed` for a named plan, over
-    `cameras`, while the task of an episode of `max_steps` is still under way."""
+    """The episode's FaultPlan for `fault_plan`: a name from FAULT_PLAN_CHOICES (drawn from
+    the episode `seed`, over `cameras`, while `task` is still under way in an episode of
+    `max_steps`), a plan `task` names (the same every episode), or a path to a FaultPlan
+    JSON file."""
     if fault_plan == "none":
         return FaultPlan.none()
+    if task is not None and fault_plan in task.fault_plans:
+        return task.fault_plans[fault_plan]
     if fault_plan not in FAULT_PLAN_CHOICES:
-        path = Path(fault_plan)
-        if not path.is_file():
-            raise ValueError(f"fault plan {fault_plan!r} is neither one of {list(FAULT_PLAN_CHOICES)} nor a JSON file")
-        return FaultPlan.from_json(path.read_text())
-    duration = min(max_steps * STEP_S, 20.0) * 0.6  # faults fall while the task is still under way
+        check_fault_plan(fault_plan, task)
+        return FaultPlan.from_json(Path(fault_plan).read_text())
+    active_s = task.active_s if task is not None else DEFAULT_ACTIVE_S
+    duration = min(max_steps * STEP_S, active_s) * 0.6  # faults fall while the task is still under way
     if fault_plan == "paper":
         return FaultPlan.occlusion_test(seed=seed, duration_s=duration, camera=cameras[0])
     kinds = FAULT_KINDS if fault_plan == "random" else (fault_plan,)
@@ -79,7 +97,7 @@ class NamedFaults:
         if self.name not in FAULT_PLAN_CHOICES:
             raise ValueError(f"unknown fault plan {self.name!r}; choose from {list(FAULT_PLAN_CHOICES)}")
 
-    def plan(self, seed: int, max_steps: int, cameras: tuple[str, ...]) -> FaultPlan:
+    def plan(self, seed: int, max_steps: int, cameras: tuple[str, ...], task: SimTask | None = None) -> FaultPlan:
         return fault_plan_for(
             self.name,
             seed,
@@ -87,6 +105,7 @@ class NamedFaults:
             max_steps,
             DEFAULT_FAULT_EVENTS if self.events is None else self.events,
             DEFAULT_FAULT_SPAN_S if self.span_s is None else self.span_s,
+            task,
         )
 
 
@@ -104,26 +123,30 @@ DEFAULT_CONDITIONS: tuple[str, ...] = ("clean", "occluded")
 ConditionSpec = None | str | Path | FaultPlan | NamedFaults | Callable[[int], FaultPlan | None]
 
 
-def condition_plan(spec: ConditionSpec, seed: int, max_steps: int, cameras: tuple[str, ...]) -> FaultPlan | None:
-    """The fault plan of one episode of a condition (None: no faults)."""
+def condition_plan(
+    spec: ConditionSpec, seed: int, max_steps: int, cameras: tuple[str, ...], task: SimTask | None = None
+) -> FaultPlan | None:
+    """The fault plan of one episode of a condition (None: no faults) of `task`."""
     if spec is None:
         return None
     if isinstance(spec, FaultPlan):
         return spec
     if isinstance(spec, NamedFaults):
-        return spec.plan(seed, max_steps, cameras)
+        return spec.plan(seed, max_steps, cameras, task)
     if isinstance(spec, (str, Path)):
         text = str(spec)
         if text in BUILTIN_CONDITIONS:
-            return condition_plan(BUILTIN_CONDITIONS[text], seed, max_steps, cameras)
+            return condition_plan(BUILTIN_CONDITIONS[text], seed, max_steps, cameras, task)
         if text == "none":
             return None
         if text in FAULT_PLAN_CHOICES:
-            return NamedFaults(text).plan(seed, max_steps, cameras)
+            return NamedFaults(text).plan(seed, max_steps, cameras, task)
+        if task is not None and text in task.fault_plans:
+            return task.fault_plans[text]
         if Path(text).is_file():
             return FaultPlan.from_json(Path(text).read_text())
         raise ValueError(
-            f"condition {text!r} is neither {sorted(BUILTIN_CONDITIONS)}, one of {list(FAULT_PLAN_CHOICES)}, "
+            f"condition {text!r} is neither {sorted(BUILTIN_CONDITIONS)}, one of {list(fault_plan_choices(task))}, "
             "nor a FaultPlan JSON file"
         )
     if callable(spec):
@@ -134,12 +157,12 @@ def condition_plan(spec: ConditionSpec, seed: int, max_steps: int, cameras: tupl
     raise TypeError(f"cannot make a fault plan from {type(spec).__name__}")
 
 
-def check_condition_name(name: str) -> None:
-    """ValueError unless `name` is a condition the CLI knows or a FaultPlan JSON file."""
-    if name in BUILTIN_CONDITIONS or name in FAULT_PLAN_CHOICES or Path(name).is_file():
+def check_condition_name(name: str, task: SimTask | None = None) -> None:
+    """ValueError unless `name` is a condition the CLI knows (or `task` names) or a FaultPlan JSON file."""
+    if name in BUILTIN_CONDITIONS or name in fault_plan_choices(task) or Path(name).is_file():
         return
     raise ValueError(
-        f"unknown condition {name!r}: use {sorted(BUILTIN_CONDITIONS)}, one of {list(FAULT_PLAN_CHOICES)}, "
+        f"unknown condition {name!r}: use {sorted(BUILTIN_CONDITIONS)}, one of {list(fault_plan_choices(task))}, "
         "or a FaultPlan JSON file"
     )
 

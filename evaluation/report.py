@@ -433,7 +433,8 @@ def write_report(
     written["results"] = report_dir / "results.json"
 
     limit_s = results.settings.get("max_steps", 0) * 0.1
-    lines = ["# Swap fruit in closed loop through the ROS 2 nodes", ""]
+    task = results.settings.get("task_title") or "swap fruit"  # results from before tasks were configurable
+    lines = [f"# {task[:1].upper() + task[1:]} in closed loop through the ROS 2 nodes", ""]
     lines.append(
         f"`sim_robot_node` (simulated FR3, real time x{results.settings.get('real_time_factor', 1.0):g}) and "
         f"`policy_node` ({results.settings.get('schedule')} schedule, horizon {results.settings.get('horizon')}, "

@@ -6,9 +6,11 @@ RealSense driver per camera (realsense2_camera/rs_launch.py, topics
 /camera/<name>/color/image_raw) and a spawner for the controller that takes the streamed
 target (a Cartesian impedance controller configured in franka_bringup's controller
 manager).
-use_sim:=true: df_policy's simulated FR3 with its two cameras, on the same topics.
+use_sim:=true: df_policy's simulated FR3 running a task (sim_task: a task config with a
+`sim:` section), with its robot description's cameras, on the same topics.
 
 ros2 launch df_policy robot.launch.py use_sim:=true
+ros2 launch df_policy robot.launch.py use_sim:=true sim_task:=/path/my_task.yaml
 """
 
 import os
@@ -35,7 +37,8 @@ ARGUMENTS = {
     "wrist_camera": ("wrist", "name of the wrist camera"),
     "wrist_camera_serial": ("", "serial number of the wrist RealSense"),
     "camera_profile": ("640,480,30", "RealSense colour profile: width,height,fps"),
-    "sim_robot_description": ("fr3_sim", "simulation: the simulated robot's description (name or YAML path)"),
+    "sim_task": ("swap_fruit_sim", "simulation: the task config sim_robot_node runs (a name or a YAML path)"),
+    "sim_robot_description": ("", "simulation: the simulated robot's description (name or YAML path; '' = the task's)"),
     "sim_seed": ("0", "simulation: seed of the first episode"),
     "sim_real_time_factor": ("1.0", "simulation: 1 = real time"),
     "fault_plan_file": ("", "simulation: JSON fault plan (sim.faults) applied from the first episode"),
@@ -93,6 +96,7 @@ def generate_launch_description() -> LaunchDescription:
                 parameters=[
                     sim_config,
                     {
+                        "task": LaunchConfiguration("sim_task"),
                         "robot_description": LaunchConfiguration("sim_robot_description"),
                         "seed": LaunchConfiguration("sim_seed"),
                         "real_time_factor": LaunchConfiguration("sim_real_time_factor"),

@@ -1,6 +1,7 @@
-"""Start the simulated FR3 swap-fruit robot alone, with config/sim_robot.yaml.
+"""Start the simulated FR3 alone, running a task, with config/sim_robot.yaml.
 
 ros2 launch df_policy sim_robot.launch.py real_time_factor:=2.0 seed:=7
+ros2 launch df_policy sim_robot.launch.py task:=/path/my_task.yaml
 """
 
 import os
@@ -17,6 +18,14 @@ def generate_launch_description() -> LaunchDescription:
     config = os.path.join(get_package_share_directory("df_policy"), "config", "sim_robot.yaml")
     return LaunchDescription(
         [
+            DeclareLaunchArgument(
+                "task", default_value="swap_fruit_sim", description="task config: a name or a YAML path (sim: section)"
+            ),
+            DeclareLaunchArgument(
+                "robot_description",
+                default_value="",
+                description="robot description name or YAML path ('' = the task's)",
+            ),
             DeclareLaunchArgument("real_time_factor", default_value="1.0", description="1 = real time, 0 = unpaced"),
             DeclareLaunchArgument("seed", default_value="0", description="seed of the first episode"),
             DeclareLaunchArgument(
@@ -30,6 +39,8 @@ def generate_launch_description() -> LaunchDescription:
                 parameters=[
                     config,
                     {
+                        "task": LaunchConfiguration("task"),
+                        "robot_description": LaunchConfiguration("robot_description"),
                         "real_time_factor": LaunchConfiguration("real_time_factor"),
                         "seed": LaunchConfiguration("seed"),
                         "fault_plan_file": LaunchConfiguration("fault_plan_file"),

@@ -1,8 +1,9 @@
-"""df-stack: the simulated FR3 swap-fruit world (MuJoCo + numpy, no ROS).
+"""df-stack: the simulated FR3 and its tasks (MuJoCo + numpy, no ROS).
 
 Entry points (imported lazily, so `sim.faults` works without MuJoCo):
-`SwapFruitEnv`, `EnvConfig`, `Observation`, `RobotState`, `EpisodeInfo`, `make_action`
-(sim.env); `ScriptedExpert`, `ExpertConfig`, `run_expert_episode` (sim.expert);
+`SimEnv`, `EnvConfig`, `Observation`, `RobotState`, `make_action` (sim.env);
+`run_expert_episode` (sim.expert); `SimTask` (sim.tasks.base), swap fruit
+(`SwapFruitTask`, `SwapFruitEnv`, `ScriptedExpert`: sim.tasks.swap_fruit);
 `FaultPlan`, `FaultEvent`, `FaultInjector`, `FAULT_KINDS` (sim.faults).
 """
 
@@ -16,16 +17,17 @@ from typing import Any
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 _EXPORTS = {
-    "SwapFruitEnv": "sim.env",
+    "SimEnv": "sim.env",
     "EnvConfig": "sim.env",
     "Observation": "sim.env",
     "RobotState": "sim.env",
-    "EpisodeInfo": "sim.env",
     "Workspace": "sim.env",
     "make_action": "sim.env",
-    "ScriptedExpert": "sim.expert",
-    "ExpertConfig": "sim.expert",
     "run_expert_episode": "sim.expert",
+    "SimTask": "sim.tasks.base",
+    "SwapFruitTask": "sim.tasks.swap_fruit",
+    "SwapFruitEnv": "sim.tasks.swap_fruit",
+    "ScriptedExpert": "sim.tasks.swap_fruit",
     "FaultPlan": "sim.faults",
     "FaultEvent": "sim.faults",
     "FaultInjector": "sim.faults",

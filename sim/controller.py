@@ -6,6 +6,9 @@ The IK runs on its own copy of the kinematics (a scratch MjData), not on the mea
 joints: the joint servos then pull the real (simulated) arm towards a clean reference,
 and a contact that pushes the arm does not wind up the IK. This is how a Cartesian
 impedance controller on the real FR3 behaves, minus its compliance.
+
+`JointController` is the joint-space counterpart for joint targets (the `joint_position`
+embodiment): it interpolates them in joint space, no IK involved.
 """
 
 from __future__ import annotations
@@ -136,11 +139,13 @@ class DifferentialIK:
         target_rotation: np.ndarray,
         max_step: np.ndarray,
         iterations: int = 1,
+        tolerance: float | None = None,
     ) -> np.ndarray:
         """Joint angles near `joints` that put the TCP at the target, each joint moving
         at most `max_step` (rad) so joint velocity limits hold. One iteration per 100 Hz
         tick suffices because the reference moves little per tick and the IK state
-        carries over from tick to tick."""
+        carries over from tick to tick. With `tolerance`, iterations stop early once the
+        pose error (m and rad together) is below it."""
         q = np.array(joints, dtype=np.float64)
         start = q.copy()
         site = self._idx.tcp_site
@@ -156,6 +161,8 @@ class DifferentialIK:
                     rotation @ rotation_vector(rotation.T @ target_rotation),
                 ]
             )
+            if tolerance is not None and float(np.linalg.norm(error)) < tolerance:
+                break
             pinv = jac.T @ np.linalg.inv(jac @ jac.T + self._damping_matrix)
             dq = pinv @ error
             dq += (self._identity7 - pinv @ jac) @ (self._nullspace_gain * (HOME_JOINTS - q))
@@ -199,5 +206,47 @@ class CartesianController:
         self.reference = self.interpolator.at(now)
         previous = self.joint_reference
         self.joint_reference = self.ik.solve(previous, self.reference.position, self.reference.rotation, self._max_step)
+        self.joint_velocity_reference = (self.joint_reference - previous) / self.control_period_s
+        return self.joint_reference, self.joint_velocity_reference
+
+
+class JointController:
+    """Joint-space targets (a joint trajectory controller's one-point trajectories): the
+    joint reference moves in a straight line from where it is to the target over the
+    given duration, each joint at most `velocity_scale` of its rated speed; `tick`
+    returns the joint position and velocity references for the servos, as
+    CartesianController.tick does."""
+
+    def __init__(self, control_period_s: float, velocity_scale: float = 0.9) -> None:
+        self.control_period_s = control_period_s
+        self._max_step = JOINT_VELOCITY_LIMIT * velocity_scale * control_period_s
+        self.joint_reference = HOME_JOINTS.copy()
+        self.joint_velocity_reference = np.zeros(7)
+        self._start = HOME_JOINTS.copy()
+        self._target = HOME_JOINTS.copy()
+        self._t0 = 0.0
+        self._duration = 0.0
+
+    def reset(self, joints: np.ndarray) -> None:
+        self.joint_reference = np.array(joints, dtype=np.float64)
+        self.joint_velocity_reference = np.zeros(7)
+        self._start = self.joint_reference.copy()
+        self._target = self.joint_reference.copy()
+        self._duration = 0.0
+
+    def retarget(self, now: float, target: np.ndarray, duration_s: float) -> None:
+        """Start moving from the current reference to `target` over `duration_s`."""
+        self._start = self.joint_reference.copy()
+        self._target = np.array(target, dtype=np.float64)
+        self._t0 = now
+        self._duration = max(0.0, float(duration_s))
+
+    def tick(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Advance the reference to time `now` (the end of this control period)."""
+        elapsed = (now - self._t0) / self._duration if self._duration > 0.0 else 1.0
+        alpha = min(1.0, max(0.0, elapsed))
+        wanted = self._start + alpha * (self._target - self._start)
+        previous = self.joint_reference
+        self.joint_reference = previous + np.clip(wanted - previous, -self._max_step, self._max_step)
         self.joint_velocity_reference = (self.joint_reference - previous) / self.control_period_s
         return self.joint_reference, self.joint_velocity_reference

@@ -1,10 +1,16 @@
-"""SwapFruitEnv: the simulated FR3 swap-fruit task behind the policy's 10 Hz interface.
+"""SimEnv: the simulated FR3 running one task (sim.tasks) behind the policy's 10 Hz interface.
 
-One `step(action)` = one absolute end-effector target (position, 6D rotation, gripper
-width: the `ee_pose` embodiment of robots.embodiment) held for `step_period_s` = 0.1 s
-of sim time, during which the controller interpolates the target at 100 Hz and the joint servos
-track it at the 500 Hz physics rate. Observations are what the robot and its two
+One `step(action)` = one absolute target held for `step_period_s` = 0.1 s of sim time.
+With the `ee_pose` embodiment (robots.embodiment) the target is an end-effector pose
+(position, 6D rotation, gripper width): the controller interpolates it at 100 Hz and
+turns it into joint references by differential IK. With `joint_position` it is 7 joint
+positions and a gripper width, interpolated in joint space. Either way the joint servos
+track the references at the 500 Hz physics rate. Observations are what the robot and its
 cameras report at the end of the step, after the fault plan is applied.
+
+The task (sim.tasks.base.SimTask) brings the scene's objects and camera mounts, the
+initial state per seed, the success test and the scripted expert; the env owns the arm,
+the cameras, control, rendering and fault injection.
 
 For hardware-in-the-loop use (the ROS node) the same machinery is exposed in smaller
 pieces: `command()` a target, `advance()` the physics, `render()` a camera,
@@ -15,15 +21,18 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
 
+from policy.commanding import SafetyLimits
 from policy.geometry import matrix_to_quat, matrix_to_rot6d, quat_to_matrix, rot6d_to_matrix
-from robots.franka import GRIPPER_MAX_WIDTH, GRIPPER_SPEED, HOME_JOINTS
-from sim.controller import CartesianController, PoseTarget
+from robots.embodiment import EMBODIMENTS, embodiment
+from robots.franka import ARM_JOINTS, GRIPPER_MAX_WIDTH, GRIPPER_SPEED, HOME_JOINTS
+from sim.controller import CartesianController, DifferentialIK, JointController, PoseTarget
 from sim.faults import (
     ROBOT_STATE_KEY,
     FaultInjector,
@@ -31,28 +40,40 @@ from sim.faults import (
     InjectedFrame,
     distractor_position,
 )
-from sim.franka import FINGER_JOINT_NAMES, JOINT_NAMES, arm_indices
-from sim.scene import (
-    CAMERAS,
-    DISTRACTOR_PARKED,
-    FRUIT_RADIUS,
-    FRUITS,
-    SLOT_POSITIONS,
-    SLOT_RADIUS,
-    SceneOptions,
-    scene_mjcf,
-)
+from sim.franka import FINGER_JOINT_NAMES, JOINT_LOWER, JOINT_NAMES, JOINT_UPPER, arm_indices
+from sim.scene import BUILTIN_CAMERAS, DISTRACTOR_PARKED, SceneOptions, scene_mjcf
 
-ACTION_DIM = 10
+if TYPE_CHECKING:
+    from sim.tasks.base import SimTask, TaskEpisode
+
+ACTION_DIM = 10  # the ee_pose action: position (3) + rotation 6D (6) + gripper width (1)
+JOINT_ACTION_DIM = ARM_JOINTS + 1  # the joint_position action: 7 joints + gripper width
 PROPRIO_DIM = 10
+# Converting an end-effector target to joints (SimEnv.joint_target_for): the controller's
+# IK settles within a few iterations (its steady state, a few 1e-5 m off), then the
+# polishing IK iterates until the TCP is this close (m and rad together) or gives up.
+_TARGET_IK_SETTLE_ITERATIONS = 20
+_TARGET_IK_TOLERANCE = 1e-6
+_TARGET_IK_ITERATIONS = 100
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """Box (base frame, m) that end-effector targets must lie in."""
+    """Box (base frame, m) that end-effector targets must lie in: the robot description's
+    safety box (the simulated FR3's, robots/descriptions/fr3_sim.yaml, unless told another)."""
 
-    low: tuple[float, float, float] = (0.15, -0.45, 0.005)
-    high: tuple[float, float, float] = (0.75, 0.45, 0.6)
+    low: tuple[float, float, float]
+    high: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, limits: SafetyLimits) -> Workspace:
+        return cls(tuple(limits.workspace_low), tuple(limits.workspace_high))
+
+    @classmethod
+    def simulated_robot(cls) -> Workspace:
+        from robots.description import DEFAULT_ROBOT_DESCRIPTION, load_robot_description
+
+        return cls.of(load_robot_description(DEFAULT_ROBOT_DESCRIPTION).safety)
 
     def contains(self, position: np.ndarray) -> bool:
         return bool(np.all(position >= self.low) and np.all(position <= self.high))
@@ -63,38 +84,47 @@ class Workspace:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Simulation settings. `cameras=()` runs physics only (fast expert checks)."""
+    """Simulation settings. `cameras=()` runs physics only (fast expert checks).
+
+    Every camera renders `image_size` x `image_size` unless `camera_sizes` gives it its
+    own (height, width) (MuJoCo renders any width x height). `embodiment` is what
+    `step()` takes (robots.embodiment: `ee_pose` or `joint_position`)."""
 
     image_size: int = 96
-    cameras: tuple[str, ...] = CAMERAS
+    cameras: tuple[str, ...] = BUILTIN_CAMERAS
+    camera_sizes: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    embodiment: str = "ee_pose"
     step_period_s: float = 0.1  # one action; policy.spec: 4 actions per 0.4 s token
     control_rate_hz: float = 100.0  # interpolation + IK rate inside a step
     physics_timestep_s: float = 0.002
     slot_jitter_m: float = 0.01  # uniform +- jitter of each fruit around its slot centre
-    workspace: Workspace = field(default_factory=Workspace)
+    workspace: Workspace = field(default_factory=Workspace.simulated_robot)
     clip_targets: bool = False  # False: a target outside the workspace raises ValueError
     fault_plan: FaultPlan | None = None  # default plan for every episode
     # Grey-level std of each pixel's sensor noise. A real camera never delivers two
     # identical frames; a renderer does whenever the scene is still, which frame health
     # would rightly call a frozen camera. Seeded by (episode, camera, time): deterministic.
     sensor_noise_sigma: float = 2.0
-    # Which fruit the demonstrator moves first: "apple" (a fixed protocol, as a human
-    # demonstrator keeps one habit) or "random" (either, per episode). A fixed first fruit
-    # keeps the demonstrations unimodal, so a policy trained for minutes on a CPU learns
-    # them; memory is needed either way: after the first move the table shows a valid
-    # start again, and a memoryless policy moves the apple straight back.
-    first_fruit: str = "apple"
 
     def __post_init__(self) -> None:
         if self.sensor_noise_sigma < 0:
             raise ValueError(f"sensor_noise_sigma must be >= 0, got {self.sensor_noise_sigma}")
-        if self.first_fruit not in (*FRUITS, "random"):
-            raise ValueError(f"first_fruit must be one of {[*FRUITS, 'random']}, got {self.first_fruit!r}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8 px, got {self.image_size}")
-        unknown = [c for c in self.cameras if c not in CAMERAS]
-        if unknown:
-            raise ValueError(f"unknown cameras {unknown}; the scene has {list(CAMERAS)}")
+        if self.embodiment not in EMBODIMENTS:
+            raise ValueError(f"embodiment must be one of {sorted(EMBODIMENTS)}, got {self.embodiment!r}")
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"camera names must be unique, got {list(self.cameras)}")
+        sizes = {}
+        for name, size in dict(self.camera_sizes).items():
+            if name not in self.cameras:
+                raise ValueError(f"camera_sizes names {name!r}, which is not among the cameras {list(self.cameras)}")
+            height, width = (int(v) for v in size)
+            if height < 8 or width < 8:
+                raise ValueError(f"camera {name!r}: height and width must be >= 8 px, got {height}x{width}")
+            sizes[name] = (height, width)
+        object.__setattr__(self, "camera_sizes", sizes)
         substeps = self.control_period_s / self.physics_timestep_s
         ticks = self.step_period_s * self.control_rate_hz
         if abs(substeps - round(substeps)) > 1e-6 or abs(ticks - round(ticks)) > 1e-6:
@@ -109,31 +139,14 @@ class EnvConfig:
     def control_period_s(self) -> float:
         return 1.0 / self.control_rate_hz
 
+    def image_shape(self, camera: str) -> tuple[int, int]:
+        """(height, width) camera `camera` renders."""
+        return self.camera_sizes.get(camera, (self.image_size, self.image_size))
 
-@dataclass(frozen=True)
-class EpisodeInfo:
-    """How an episode started: which fruit sits in which slot and which moves first."""
-
-    seed: int
-    fruit_slots: dict[str, int]  # fruit -> slot index (0, 1, 2)
-    empty_slot: int
-    first_fruit: str  # the fruit the expert moves first (through the empty slot)
-    initial_fruit_positions: dict[str, tuple[float, float, float]]
-
-    def goal_slots(self) -> dict[str, int]:
-        """Each fruit's goal: the other fruit's starting slot."""
-        a, b = FRUITS
-        return {a: self.fruit_slots[b], b: self.fruit_slots[a]}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "fruit_slots": dict(self.fruit_slots),
-            "empty_slot": self.empty_slot,
-            "first_fruit": self.first_fruit,
-            "initial_fruit_positions": {k: list(v) for k, v in self.initial_fruit_positions.items()},
-            "slot_positions": SLOT_POSITIONS.tolist(),
-        }
+    def largest_image(self) -> tuple[int, int]:
+        """The largest height and width any camera renders (the offscreen buffer's size)."""
+        shapes = [self.image_shape(c) for c in self.cameras] or [(self.image_size, self.image_size)]
+        return max(h for h, _ in shapes), max(w for _, w in shapes)
 
 
 @dataclass(frozen=True)
@@ -159,8 +172,13 @@ class RobotState:
     def ee_rot6d(self) -> np.ndarray:
         return matrix_to_rot6d(self.ee_rotation)
 
-    def proprio(self) -> np.ndarray:
-        """The policy's 10-D proprioception: position, rotation 6D, gripper width."""
+    def proprio(self, embodiment: str = "ee_pose") -> np.ndarray:
+        """The policy's proprioception: for `ee_pose` position, rotation 6D and gripper
+        width (10); for `joint_position` the 7 joint positions and the width (8)."""
+        if embodiment == "joint_position":
+            return np.concatenate([self.joint_positions, [self.gripper_width]])
+        if embodiment != "ee_pose":
+            raise ValueError(f"embodiment must be one of {sorted(EMBODIMENTS)}, got {embodiment!r}")
         return np.concatenate([self.ee_position, self.ee_rot6d, [self.gripper_width]])
 
 
@@ -198,8 +216,8 @@ class Observation:
     def gripper_width(self) -> float:
         return self.state.gripper_width
 
-    def proprio(self) -> np.ndarray:
-        return self.state.proprio()
+    def proprio(self, embodiment: str = "ee_pose") -> np.ndarray:
+        return self.state.proprio(embodiment)
 
 
 def make_action(position: np.ndarray, rotation: np.ndarray, gripper_width: float) -> np.ndarray:
@@ -213,32 +231,50 @@ def make_action(position: np.ndarray, rotation: np.ndarray, gripper_width: float
     )
 
 
-class SwapFruitEnv:
-    """The simulated swap-fruit world. Deterministic: the same seed, fault plan and
+class SimEnv:
+    """The simulated FR3 running `task`. Deterministic: the same task, seed, fault plan and
     actions give the same observations, bit for bit, on the same machine."""
 
-    def __init__(self, config: EnvConfig | None = None) -> None:
+    def __init__(self, config: EnvConfig | None, task: SimTask) -> None:
         self.config = config or EnvConfig()
-        xml = scene_mjcf(SceneOptions(self.config.image_size, self.config.physics_timestep_s))
+        self.task = task
+        self.camera_mounts = task.camera_names
+        unknown = [c for c in self.config.cameras if c not in self.camera_mounts]
+        if unknown:
+            raise ValueError(
+                f"unknown cameras {unknown}; the scene of task {task.name!r} has {list(self.camera_mounts)} "
+                "(a task adds camera mounts in its config: sim.cameras)"
+            )
+        xml = scene_mjcf(
+            SceneOptions(self.config.largest_image(), self.config.physics_timestep_s),
+            task.scene_objects(),
+            task.extra_cameras,
+        )
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self.idx = arm_indices(self.model)
+        self.embodiment = embodiment(self.config.embodiment)
         self._substeps = round(self.config.control_period_s / self.config.physics_timestep_s)
         self._ticks_per_step = round(self.config.step_period_s * self.config.control_rate_hz)
         self.controller = CartesianController(self.model, self.idx, self.config.control_period_s)
-        self._fruit_qpos = {
-            name: self.model.jnt_qposadr[self._id(mujoco.mjtObj.mjOBJ_JOINT, f"{name}_joint")] for name in FRUITS
-        }
-        self._fruit_qvel = {
-            name: self.model.jnt_dofadr[self._id(mujoco.mjtObj.mjOBJ_JOINT, f"{name}_joint")] for name in FRUITS
-        }
+        self.joint_controller = JointController(self.config.control_period_s)
+        # Which controller makes the joint references: the Cartesian one (pose targets) or
+        # the joint one (joint targets); a target of the other kind hands over.
+        self._joint_control = False
+        # Their own IK (own scratch data): converting a target never disturbs the controller's.
+        # The first is the controller's (its pull towards the home posture chooses the
+        # elbow); that pull leaves a small steady error in damped least squares, which the
+        # second, without it, removes.
+        self._target_ik = DifferentialIK(self.model, self.idx)
+        self._polish_ik = DifferentialIK(self.model, self.idx, nullspace_gain=0.0)
+        self._addresses: dict[tuple[str, str], int] = {}
         self._distractor_mocap = self.model.body_mocapid[self._id(mujoco.mjtObj.mjOBJ_BODY, "distractor")]
-        self._renderer: mujoco.Renderer | None = None
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._renderer_thread = 0
         self._orphaned_renderers: list[mujoco.Renderer] = []
         self._gripper_reference = GRIPPER_MAX_WIDTH
         self._gripper_target = GRIPPER_MAX_WIDTH
-        self._info: EpisodeInfo | None = None
+        self._info: TaskEpisode | None = None
         self._plan = FaultPlan.none()
         self._injector = FaultInjector(self._plan, self.config.cameras)
         self._last_state: RobotState | None = None
@@ -248,36 +284,23 @@ class SwapFruitEnv:
     # ---------------------------------------------------------------- episode
 
     def reset(self, seed: int, fault_plan: FaultPlan | None = None) -> Observation:
-        """Start an episode: arm at home, gripper open, fruits in two random slots.
+        """Start an episode: arm at home, gripper open, the task's objects placed for `seed`.
         `fault_plan` overrides EnvConfig.fault_plan for this episode."""
         self.reset_state(seed, fault_plan)
         return self.observe()
 
-    def reset_state(self, seed: int, fault_plan: FaultPlan | None = None) -> EpisodeInfo:
+    def reset_state(self, seed: int, fault_plan: FaultPlan | None = None) -> TaskEpisode:
         """`reset` without rendering the first observation (for hardware-in-the-loop use,
         where another thread renders)."""
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         plan = fault_plan if fault_plan is not None else self.config.fault_plan
         injector = FaultInjector(plan, self.config.cameras)  # checks the plan's camera names
-        rng = np.random.default_rng([int(seed), 0x5EED])
-        slots = rng.permutation(3)
-        fruit_slots = {FRUITS[0]: int(slots[0]), FRUITS[1]: int(slots[1])}
-        drawn_first = FRUITS[int(rng.integers(0, 2))]  # drawn always: the other draws stay the same
-        first_fruit = drawn_first if self.config.first_fruit == "random" else self.config.first_fruit
-        jitter = rng.uniform(-self.config.slot_jitter_m, self.config.slot_jitter_m, size=(2, 2))
 
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[self.idx.arm_qpos] = HOME_JOINTS
         self.data.qpos[self.idx.finger_qpos] = GRIPPER_MAX_WIDTH / 2
-        positions = {}
-        for k, name in enumerate(FRUITS):
-            xy = SLOT_POSITIONS[fruit_slots[name]] + jitter[k]
-            position = (float(xy[0]), float(xy[1]), FRUIT_RADIUS)
-            adr = self._fruit_qpos[name]
-            self.data.qpos[adr : adr + 3] = position
-            self.data.qpos[adr + 3 : adr + 7] = (1.0, 0.0, 0.0, 0.0)
-            positions[name] = position
+        info = self.task.reset(self, int(seed))
         self.data.mocap_pos[self._distractor_mocap] = DISTRACTOR_PARKED
         self.data.ctrl[:] = 0.0
         self.data.ctrl[self.idx.arm_position_actuators] = HOME_JOINTS
@@ -285,16 +308,12 @@ class SwapFruitEnv:
         mujoco.mj_forward(self.model, self.data)
 
         self.controller.reset(HOME_JOINTS, GRIPPER_MAX_WIDTH)
+        self.joint_controller.reset(HOME_JOINTS)
+        self._joint_control = False
         self._gripper_reference = GRIPPER_MAX_WIDTH
         self._gripper_target = GRIPPER_MAX_WIDTH
         self._tick_count = 0
-        self._info = EpisodeInfo(
-            seed=int(seed),
-            fruit_slots=fruit_slots,
-            empty_slot=int(slots[2]),
-            first_fruit=first_fruit,
-            initial_fruit_positions=positions,
-        )
+        self._info = info
         self._plan = injector.plan
         self._injector = injector
         self._last_state = None
@@ -302,7 +321,8 @@ class SwapFruitEnv:
         return self._info
 
     @property
-    def info(self) -> EpisodeInfo:
+    def info(self) -> Any:
+        """The task's info about the current episode (sim.tasks.base.TaskEpisode)."""
         if self._info is None:
             raise RuntimeError("no episode yet: call reset(seed) first")
         return self._info
@@ -321,9 +341,10 @@ class SwapFruitEnv:
         cameras = {}
         for name in self.config.cameras:
             camera = self._id(mujoco.mjtObj.mjOBJ_CAMERA, name)
+            height, width = self.config.image_shape(name)
             cameras[name] = {
-                "height": self.config.image_size,
-                "width": self.config.image_size,
+                "height": height,
+                "width": width,
                 "encoding": "rgb8",
                 "fovy_deg": float(self.model.cam_fovy[camera]),
                 "mount": "hand (fr3_hand)" if name == "wrist" else "world (static)",
@@ -341,14 +362,45 @@ class SwapFruitEnv:
             "mujoco_version": mujoco.__version__,
         }
 
+    def qpos_address(self, joint: str) -> int:
+        """Where joint `joint` of the scene starts in data.qpos (a task's objects)."""
+        return self._address(joint, "qpos")
+
+    def dof_address(self, joint: str) -> int:
+        """Where joint `joint` of the scene starts in data.qvel."""
+        return self._address(joint, "dof")
+
+    def _address(self, joint: str, kind: str) -> int:
+        key = (joint, kind)
+        if key not in self._addresses:
+            index = self._id(mujoco.mjtObj.mjOBJ_JOINT, joint)
+            table = self.model.jnt_qposadr if kind == "qpos" else self.model.jnt_dofadr
+            self._addresses[key] = int(table[index])
+        return self._addresses[key]
+
     # ---------------------------------------------------------------- control
 
     def step(self, action: np.ndarray) -> Observation:
-        """Apply one 10-D absolute target for one step period and observe."""
-        position, rotation, width = self.parse_action(action)
-        self.command(position, rotation, width, duration_s=self.config.step_period_s)
+        """Apply one absolute target of the env's embodiment for one step period and
+        observe: 10-D (position, rotation 6D, gripper) for `ee_pose`, 8-D (7 joints,
+        gripper) for `joint_position`."""
+        if self.embodiment.name == "joint_position":
+            joints, width = self.parse_joint_action(action)
+            self.command_joints(joints, width, duration_s=self.config.step_period_s)
+        else:
+            position, rotation, width = self.parse_action(action)
+            self.command(position, rotation, width, duration_s=self.config.step_period_s)
         self.advance(self._ticks_per_step)
         return self.observe()
+
+    def expert_action(self, action: np.ndarray) -> np.ndarray:
+        """A scripted expert's 10-D end-effector target as this env's action: itself for
+        `ee_pose`, the joints that reach it (joint_target_for) and the width for
+        `joint_position`."""
+        if self.embodiment.name != "joint_position":
+            return action
+        position, rotation, width = self.parse_action(action)
+        return np.concatenate([self.joint_target_for(position, rotation), [width]])
 
     def parse_action(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Split and check a 10-D action; errors name what is wrong."""
@@ -363,6 +415,20 @@ class SwapFruitEnv:
             raise ValueError(f"action has non-finite components {bad}: {a.tolist()}")
         rotation = rot6d_to_matrix(a[3:9])
         return a[:3], rotation, float(a[9])
+
+    def parse_joint_action(self, action: np.ndarray) -> tuple[np.ndarray, float]:
+        """Split and check an 8-D joint action (7 joint positions, gripper width)."""
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (JOINT_ACTION_DIM,):
+            raise ValueError(
+                f"a joint action must have shape ({JOINT_ACTION_DIM},) = joints({ARM_JOINTS}) + gripper(1), "
+                f"got {a.shape}"
+            )
+        if not np.all(np.isfinite(a)):
+            names = [*(f"joint{i}" for i in range(1, ARM_JOINTS + 1)), "gripper"]
+            bad = [n for n, v in zip(names, a, strict=True) if not math.isfinite(v)]
+            raise ValueError(f"joint action has non-finite components {bad}: {a.tolist()}")
+        return a[:ARM_JOINTS], float(a[ARM_JOINTS])
 
     def command(
         self,
@@ -388,18 +454,18 @@ class SwapFruitEnv:
                     "(set EnvConfig.clip_targets=True to clip instead)"
                 )
             position = workspace.clip(position)
+        if self._joint_control:
+            # Joint targets were in charge: the Cartesian reference starts where they left the arm.
+            self.controller.reset(self.joint_controller.joint_reference, self._gripper_target)
+            self._joint_control = False
         current = self.controller.interpolator.end
         if rotation is None:
             rotation = current.rotation
         rotation = np.asarray(rotation, dtype=np.float64)
         if rotation.shape != (3, 3) or not np.all(np.isfinite(rotation)):
             raise ValueError(f"target rotation must be a finite 3x3 matrix, got {rotation.tolist()}")
-        if gripper_width is None:
-            gripper_width = self._gripper_target
-        if not math.isfinite(gripper_width):
-            raise ValueError(f"gripper width must be finite, got {gripper_width}")
-        # Widths a network predicts slightly outside [0, max] are meant as "fully closed/open".
-        self._gripper_target = min(GRIPPER_MAX_WIDTH, max(0.0, float(gripper_width)))
+        if gripper_width is not None:
+            self.command_gripper(gripper_width)
         duration = self.config.step_period_s if duration_s is None else float(duration_s)
         self.controller.retarget(self.time, PoseTarget(position, rotation, self._gripper_target), duration)
 
@@ -413,11 +479,61 @@ class SwapFruitEnv:
         """`command` with the orientation as a geometry_msgs quaternion (x, y, z, w)."""
         self.command(position, quat_to_matrix(quat_xyzw), gripper_width, duration_s)
 
+    def command_joints(
+        self, joints: np.ndarray, gripper_width: float | None = None, duration_s: float | None = None
+    ) -> None:
+        """Set new absolute joint targets (fr3_joint1..7, rad): the joint references move
+        there in a straight line in joint space over `duration_s` (default one step
+        period), no joint faster than the servos allow. A target outside the joint limits
+        raises ValueError (or is clipped with EnvConfig.clip_targets)."""
+        if self._info is None:
+            raise RuntimeError("no episode yet: call reset(seed) first")
+        joints = np.asarray(joints, dtype=np.float64)
+        if joints.shape != (ARM_JOINTS,) or not np.all(np.isfinite(joints)):
+            raise ValueError(f"joint targets must be {ARM_JOINTS} finite numbers, got {joints.tolist()}")
+        outside = (joints < JOINT_LOWER) | (joints > JOINT_UPPER)
+        if np.any(outside):
+            if not self.config.clip_targets:
+                named = {JOINT_NAMES[i]: round(float(joints[i]), 4) for i in np.flatnonzero(outside)}
+                raise ValueError(
+                    f"joint targets {named} rad are outside the joint limits "
+                    f"(lower {np.round(JOINT_LOWER, 4).tolist()}, upper {np.round(JOINT_UPPER, 4).tolist()}; "
+                    "set EnvConfig.clip_targets=True to clip instead)"
+                )
+            joints = np.clip(joints, JOINT_LOWER, JOINT_UPPER)
+        if not self._joint_control:
+            self.joint_controller.reset(self.controller.joint_reference)
+            self._joint_control = True
+        if gripper_width is not None:
+            self.command_gripper(gripper_width)
+        duration = self.config.step_period_s if duration_s is None else float(duration_s)
+        self.joint_controller.retarget(self.time, joints, duration)
+
     def command_gripper(self, width: float) -> None:
         """Change only the gripper width target (m)."""
         if not math.isfinite(width):
             raise ValueError(f"gripper width must be finite, got {width}")
+        # Widths a network predicts slightly outside [0, max] are meant as "fully closed/open".
         self._gripper_target = min(GRIPPER_MAX_WIDTH, max(0.0, float(width)))
+
+    @property
+    def joint_reference(self) -> np.ndarray:
+        """The joint references the servos are tracking now (whichever controller makes them)."""
+        active = self.joint_controller if self._joint_control else self.controller
+        return active.joint_reference.copy()
+
+    def joint_target_for(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """The joint positions that put the TCP at `position` with `rotation`: the
+        controller's damped-least-squares IK (with its pull towards the home posture),
+        iterated to convergence from the current joint reference. How a scripted
+        expert's end-effector targets become a joint-space robot's targets."""
+        position = np.asarray(position, dtype=np.float64)
+        rotation = np.asarray(rotation, dtype=np.float64)
+        unlimited = np.full(ARM_JOINTS, np.inf)
+        joints = self._target_ik.solve(
+            self.joint_reference, position, rotation, unlimited, _TARGET_IK_SETTLE_ITERATIONS
+        )
+        return self._polish_ik.solve(joints, position, rotation, unlimited, _TARGET_IK_ITERATIONS, _TARGET_IK_TOLERANCE)
 
     def advance(self, ticks: int = 1) -> None:
         """Run `ticks` control periods (10 ms each at 100 Hz) of control and physics."""
@@ -430,8 +546,9 @@ class SwapFruitEnv:
         gripper_step = GRIPPER_SPEED * self.config.control_period_s
         for _ in range(ticks):
             self._tick_count += 1
-            start = self.controller.joint_reference
-            joints, velocities = self.controller.tick(self.time)
+            active = self.joint_controller if self._joint_control else self.controller
+            start = active.joint_reference
+            joints, velocities = active.tick(self.time)
             # The finger reference moves at the hand's speed. When the fingers are held
             # back (closed on a fruit, the reference far below the measured width) an
             # opening command starts from the measured width, as the real hand's move
@@ -472,20 +589,23 @@ class SwapFruitEnv:
         )
 
     def render(self, camera: str) -> np.ndarray:
-        """The image of `camera` now (HxWx3 uint8) with sensor noise, without faults."""
-        if camera not in CAMERAS:
-            raise ValueError(f"unknown camera {camera!r}; the scene has {list(CAMERAS)}")
-        if self._renderer is not None and self._renderer_thread != threading.get_ident():
-            # An OpenGL context is current in one thread only: a renderer made in another
-            # thread is replaced. The old one cannot be freed from here (EGL refuses), so it
-            # is kept, not garbage-collected into an error; this happens once per handover.
-            self._orphaned_renderers.append(self._renderer)
-            self._renderer = None
-        if self._renderer is None:
+        """The image of `camera` now (HxWx3 uint8, its EnvConfig size) with sensor noise,
+        without faults."""
+        if camera not in self.camera_mounts:
+            raise ValueError(f"unknown camera {camera!r}; the scene has {list(self.camera_mounts)}")
+        if self._renderers and self._renderer_thread != threading.get_ident():
+            # An OpenGL context is current in one thread only: renderers made in another
+            # thread are replaced. The old ones cannot be freed from here (EGL refuses), so
+            # they are kept, not garbage-collected into an error; this happens once per handover.
+            self._orphaned_renderers.extend(self._renderers.values())
+            self._renderers = {}
+        height, width = self.config.image_shape(camera)
+        renderer = self._renderers.get((height, width))
+        if renderer is None:
+            # One renderer per image size (a renderer draws at one size).
             self._renderer_thread = threading.get_ident()
-            size = self.config.image_size
-            self._renderer = mujoco.Renderer(self.model, size, size)
-            flags = self._renderer.scene.flags
+            renderer = mujoco.Renderer(self.model, height, width)
+            flags = renderer.scene.flags
             for flag in (
                 mujoco.mjtRndFlag.mjRND_SHADOW,
                 mujoco.mjtRndFlag.mjRND_REFLECTION,
@@ -493,21 +613,23 @@ class SwapFruitEnv:
                 mujoco.mjtRndFlag.mjRND_FOG,
             ):
                 flags[flag] = 0
-        self._renderer.update_scene(self.data, camera)
-        image = self._renderer.render()
+            self._renderers[(height, width)] = renderer
+        renderer.update_scene(self.data, camera)
+        image = renderer.render()
         sigma = self.config.sensor_noise_sigma
         if sigma > 0:
             seed = self._info.seed if self._info is not None else 0
-            rng = np.random.default_rng([seed, CAMERAS.index(camera), round(self.time * 1000)])
+            rng = np.random.default_rng([seed, self.camera_mounts.index(camera), round(self.time * 1000)])
             noise = rng.standard_normal(image.shape, dtype=np.float32) * sigma
             image = np.clip(image + noise, 0, 255).astype(np.uint8)
         return image
 
-    def camera_frames(self) -> dict[str, InjectedFrame]:
-        """Render every configured camera now and pass the frames through the fault
-        plan: what the cameras deliver at this instant."""
+    def camera_frames(self, cameras: tuple[str, ...] | None = None) -> dict[str, InjectedFrame]:
+        """Render every configured camera (or those of `cameras`, in configured order) now
+        and pass the frames through the fault plan: what the cameras deliver at this instant."""
         t = self.time
-        return {c: self._injector.process(c, t, self.render(c)) for c in self.config.cameras}
+        wanted = self.config.cameras if cameras is None else [c for c in self.config.cameras if c in cameras]
+        return {c: self._injector.process(c, t, self.render(c)) for c in wanted}
 
     def state_dropout_active(self) -> bool:
         """True while the fault plan withholds the robot state."""
@@ -540,61 +662,24 @@ class SwapFruitEnv:
 
     # ------------------------------------------------------------- task state
 
-    def fruit_positions(self) -> dict[str, np.ndarray]:
-        return {name: self.data.qpos[adr : adr + 3].copy() for name, adr in self._fruit_qpos.items()}
-
-    def fruit_speeds(self) -> dict[str, float]:
-        return {name: float(np.linalg.norm(self.data.qvel[adr : adr + 3])) for name, adr in self._fruit_qvel.items()}
-
     def success_report(self) -> dict[str, Any]:
-        """Why the episode is or is not a success: every criterion separately."""
-        info = self.info
-        goals = info.goal_slots()
-        positions = self.fruit_positions()
-        speeds = self.fruit_speeds()
-        fruits = {}
-        for name in FRUITS:
-            goal = SLOT_POSITIONS[goals[name]]
-            distance = float(np.linalg.norm(positions[name][:2] - goal))
-            resting = positions[name][2] < FRUIT_RADIUS + 0.01 and speeds[name] < 0.05
-            fruits[name] = {
-                "goal_slot": goals[name],
-                "distance_to_goal_m": distance,
-                "in_goal_slot": distance <= SLOT_RADIUS,
-                "resting_on_table": bool(resting),
-            }
-        state = self.robot_state()
-        gripper_open = state.gripper_width >= 0.06
-        lowest_fruit_top = max(p[2] for p in positions.values()) + FRUIT_RADIUS
-        # Clear: the fingertips (about 1.5 cm below the TCP) are well above every fruit.
-        arm_clear = bool(state.ee_position[2] - 0.015 > lowest_fruit_top + 0.03)
-        success = (
-            all(f["in_goal_slot"] and f["resting_on_table"] for f in fruits.values()) and gripper_open and arm_clear
-        )
-        return {
-            "success": bool(success),
-            "fruits": fruits,
-            "gripper_open": bool(gripper_open),
-            "gripper_width_m": state.gripper_width,
-            "arm_clear": arm_clear,
-            "time_s": self.time,
-        }
+        """Why the episode is or is not a success, criterion by criterion (the task's test)."""
+        return self.task.success_report(self)
 
     def success(self) -> bool:
-        """Both fruits in each other's starting slot and at rest, gripper open, arm clear."""
         return bool(self.success_report()["success"])
 
     def close(self) -> None:
         """Free the renderer's OpenGL context (a new one is made on the next render).
         Call it from the thread that rendered."""
-        if self._renderer is not None:
-            renderer, self._renderer = self._renderer, None
+        renderers, self._renderers = list(self._renderers.values()), {}
+        for renderer in renderers:
             if self._renderer_thread == threading.get_ident():
                 renderer.close()
             else:
                 self._orphaned_renderers.append(renderer)
 
-    def __enter__(self) -> SwapFruitEnv:
+    def __enter__(self) -> SimEnv:
         return self
 
     def __exit__(self, *exc: object) -> None:

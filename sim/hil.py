@@ -1,21 +1,25 @@
 """Hardware-in-the-loop core: the simulated FR3 as a stream of time-stamped samples.
 
 The ROS node `df_policy.sim_robot_node` is a thin shell around `SimulatedRobot`: it
-forwards target poses and gripper commands, calls `tick()` at the control rate (paced
-to wall time) and publishes what `tick()` returns. Rates, the fault plan, target
-validation and the publishing schedule live here, so they are tested without ROS.
+forwards target poses or joint targets and gripper commands, calls `tick()` at the
+control rate (paced to wall time) and publishes what `tick()` returns. Rates (each
+camera its own), the fault plan, target validation and the publishing schedule live
+here, so they are tested without ROS.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from policy.geometry import quat_to_matrix
-from sim.env import EnvConfig, EpisodeInfo, RobotState, SwapFruitEnv
+from sim.env import EnvConfig, RobotState, SimEnv
 from sim.faults import FaultPlan
+from sim.tasks.base import SimTask
 
 
 @dataclass(frozen=True)
@@ -26,10 +30,15 @@ class HilConfig:
     state_rate_hz: float = 100.0  # current_pose and measured_joint_states
     gripper_rate_hz: float = 15.0  # franka_gripper/joint_states
     target_interpolation_s: float = 0.1  # a new target is reached over this long
+    # A camera's own rate, where it differs from camera_rate_hz (a robot description
+    # gives each camera its rate).
+    camera_rates_hz: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("camera_rate_hz", "state_rate_hz", "gripper_rate_hz"):
-            value = getattr(self, name)
+        rates = {"camera_rate_hz": self.camera_rate_hz, "state_rate_hz": self.state_rate_hz}
+        rates |= {"gripper_rate_hz": self.gripper_rate_hz}
+        rates |= {f"camera_rates_hz[{name}]": rate for name, rate in dict(self.camera_rates_hz).items()}
+        for name, value in rates.items():
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive rate, got {value}")
         if not (math.isfinite(self.target_interpolation_s) and self.target_interpolation_s >= 0):
@@ -85,11 +94,14 @@ class _Schedule:
 
 
 class SimulatedRobot:
-    """The swap-fruit simulation driven like a robot: asynchronous targets in, samples out."""
+    """A task's simulation driven like a robot: asynchronous targets in, samples out."""
 
-    def __init__(self, env_config: EnvConfig | None = None, config: HilConfig | None = None):
+    def __init__(self, env_config: EnvConfig | None, config: HilConfig | None, task: SimTask) -> None:
         self.config = config or HilConfig()
-        self.env = SwapFruitEnv(env_config or EnvConfig())
+        self.env = SimEnv(env_config or EnvConfig(), task)
+        unknown = sorted(set(self.config.camera_rates_hz) - set(self.env.config.cameras))
+        if unknown:
+            raise ValueError(f"camera_rates_hz names {unknown}, not among the cameras {list(self.env.config.cameras)}")
         self._schedules: dict[str, _Schedule] = {}
         self._default_plan: FaultPlan | None = None
         self.targets_received = 0
@@ -108,14 +120,19 @@ class SimulatedRobot:
             plan.check_cameras(self.env.config.cameras)
         self._default_plan = plan
 
-    def reset(self, seed: int) -> EpisodeInfo:
+    def camera_rate_hz(self, camera: str) -> float:
+        return self.config.camera_rates_hz.get(camera, self.config.camera_rate_hz)
+
+    def reset(self, seed: int) -> Any:
+        """Start episode `seed`; returns the task's episode info (sim.tasks.base.TaskEpisode)."""
         # No rendering here: reset may run in a service thread, rendering in the ticker.
         self.env.reset_state(seed, fault_plan=self._default_plan or FaultPlan.none())
         self._schedules = {
             "state": _Schedule(self.config.state_rate_hz),
             "gripper": _Schedule(self.config.gripper_rate_hz),
-            "camera": _Schedule(self.config.camera_rate_hz),
         }
+        for camera in self.env.config.cameras:
+            self._schedules[f"camera {camera}"] = _Schedule(self.camera_rate_hz(camera))
         self.targets_received = 0
         return self.env.info
 
@@ -132,6 +149,20 @@ class SimulatedRobot:
         self.env.command(position, rotation, None, duration_s=self.config.target_interpolation_s)
         self.targets_received += 1
 
+    def set_joint_target(self, joints: np.ndarray, duration_s: float | None = None) -> None:
+        """Joint targets as a joint trajectory controller gets them (fr3_joint1..7, rad), to
+        be reached in `duration_s` (default target_interpolation_s). Raises ValueError,
+        naming the problem, for NaN or a target outside the joint limits."""
+        duration = self.config.target_interpolation_s if duration_s is None else float(duration_s)
+        if not (math.isfinite(duration) and duration >= 0):
+            raise ValueError(f"a joint target's time from start must be >= 0 s, got {duration_s}")
+        self.env.command_joints(joints, None, duration_s=duration)
+        self.targets_received += 1
+
+    def joint_target_for(self, position: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
+        """The joints that reach a pose target (the simulator's IK from the current reference)."""
+        return self.env.joint_target_for(np.asarray(position, dtype=np.float64), quat_to_matrix(quat_xyzw))
+
     def set_gripper_width(self, width: float) -> None:
         self.env.command_gripper(float(width))
 
@@ -146,8 +177,9 @@ class SimulatedRobot:
             out.state = StateSample(t, self.env.robot_state())
         if self._schedules["gripper"].due(t) and not self.env.state_dropout_active():
             out.gripper = GripperSample(t, self.env.robot_state().finger_positions)
-        if self._schedules["camera"].due(t):
-            frames = self.env.camera_frames()
+        due = tuple(c for c in self.env.config.cameras if self._schedules[f"camera {c}"].due(t))
+        if due:
+            frames = self.env.camera_frames(due)
             out.cameras = tuple(
                 CameraSample(name, t, frame.stamp, frame.image, frame.faults)
                 for name, frame in frames.items()

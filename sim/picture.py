@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sim.env import EnvConfig, Observation, SwapFruitEnv
-from sim.expert import ScriptedExpert
+from sim.env import EnvConfig, Observation
 from sim.faults import CAMERA_FAULTS, FaultEvent, FaultPlan
+from sim.tasks.swap_fruit import ScriptedExpert, SwapFruitEnv
 
 
 def _expert_snapshots(seed: int, image_size: int) -> tuple[list[tuple[str, Observation]], str]:

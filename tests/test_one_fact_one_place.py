@@ -68,12 +68,7 @@ FACTS = (
 
 # Copies in parts of the project being reworked elsewhere, each with its way out. A copy
 # listed here that is gone fails too: then delete its line.
-KNOWN_COPIES = {
-    # sim.env.Workspace's default box: sim/ belongs to the simulation-task work; the
-    # simulator should take the box of the robot description it is started with.
-    ("sim/env.py", "workspace box, lower corner"),
-    ("sim/env.py", "workspace box, upper corner"),
-}
+KNOWN_COPIES: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

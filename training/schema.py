@@ -152,6 +152,10 @@ class TaskSchema:
     normalizer_margin: float = setting(NON_NEGATIVE)
     streams: StreamsSchema = field(default_factory=StreamsSchema)
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)  # type: ignore[valid-type]
+    # The simulated task, for tasks that have one (a real-robot task has none): a hydra
+    # `_target_` naming a sim.tasks.base.SimTask class and its arguments. Instantiated by
+    # evaluation.sim_task (training never imports the simulator); its keys are the class's.
+    sim: dict[str, Any] | None = setting(default=None)  # noqa: RUF009 (setting() is a dataclasses.field)
 
 
 @dataclass

@@ -47,13 +47,14 @@ from evaluation.ros.settings import (
     sim_node_parameters,
     simulated_robot_description,
 )
+from evaluation.sim_task import SimTaskSetup, checkpoint_sim_task, checkpoint_training_config, load_sim_task
 from robots.description import load_robot_description
 from sim.faults import FaultPlan
 
 
-def read_checkpoint_spec(checkpoint: str | Path) -> Any:
+def read_checkpoint_spec(checkpoint: str | Path, setup: SimTaskSetup) -> Any:
     """The checkpoint's PolicySpec from its config.yaml (no torch needed); ValueError if it
-    is missing or does not fit the simulated robot."""
+    is missing or does not fit the simulated robot of `setup`."""
     import yaml
 
     from policy.spec import PolicySpec
@@ -68,8 +69,22 @@ def read_checkpoint_spec(checkpoint: str | Path) -> Any:
         spec = PolicySpec.from_dict(yaml.safe_load(config.read_text())["spec"])
     except (KeyError, TypeError, ValueError, yaml.YAMLError) as error:
         raise ValueError(f"checkpoint {path}: cannot read its spec from config.yaml: {error}") from error
-    check_fits_simulator(spec, path)
+    check_fits_simulator(spec, setup, path)
     return spec
+
+
+def closed_loop_task(checkpoint: Path, settings: ClosedLoopSettings) -> SimTaskSetup:
+    """The simulated task of the run: settings.task, else the checkpoint's own (with the
+    robot description the settings name, if any)."""
+    from robots.description import load_robot_description
+
+    if settings.task is not None:
+        setup = load_sim_task(settings.task)
+    else:
+        setup = checkpoint_sim_task(checkpoint_training_config(checkpoint), checkpoint)
+    if settings.robot_description:
+        setup = setup.with_robot(load_robot_description(settings.robot_description))
+    return setup
 
 
 def run_ros_episodes(
@@ -90,7 +105,8 @@ def run_ros_episodes(
     settings = settings or ClosedLoopSettings()
     checkpoint = Path(checkpoint)
     require_private_network()
-    spec = read_checkpoint_spec(checkpoint)
+    setup = closed_loop_task(checkpoint, settings)
+    spec = read_checkpoint_spec(checkpoint, setup)
     if settings.real_time_factor != 1.0:
         warnings.warn(
             f"real_time_factor {settings.real_time_factor:g}: the policy node ticks on wall-clock time "
@@ -108,7 +124,7 @@ def run_ros_episodes(
     # Every plan is built (and checked against the cameras) before any node starts.
     plans: dict[str, list[FaultPlan | None]] = {}
     for name, condition in specs.items():
-        plans[name] = [condition_plan(condition, seed, settings.max_steps, cameras) for seed in seeds]
+        plans[name] = [condition_plan(condition, seed, settings.max_steps, cameras, setup.task) for seed in seeds]
         for plan in plans[name]:
             if plan is not None:
                 plan.check_cameras(cameras)
@@ -128,8 +144,9 @@ def run_ros_episodes(
     probe: Probe | None = None
     try:
         log_path.mkdir(parents=True, exist_ok=True)
-        robot = simulated_robot_description(settings, log_path)
-        processes.start("sim_robot_node", SIM_NODE_MODULE, sim_node_parameters(settings, robot))
+        robot = simulated_robot_description(settings, log_path, setup.robot_path())
+        task = setup.write_config(log_path / "task.yaml")  # the sim node composes it like any task config
+        processes.start("sim_robot_node", SIM_NODE_MODULE, sim_node_parameters(settings, task, robot))
         processes.start("policy_node", POLICY_NODE_MODULE, policy_node_parameters(checkpoint, robot, settings))
         probe = Probe(load_robot_description(robot), cameras, safety_limits(robot, settings.policy_parameters))
         say("waiting for sim_robot_node and policy_node ...")
@@ -162,6 +179,7 @@ def run_ros_episodes(
         if bar is not None:
             bar.close()
     described = {**asdict(settings), "conditions": {name: results[name].description for name in specs}}
+    described["task_title"] = setup.task.title
     described["log_dir"] = str(log_path)
     return ClosedLoopResults(
         checkpoint=str(checkpoint),

@@ -24,10 +24,12 @@ class ClosedLoopSettings:
     horizon: int | None = None
     denoising_steps: int | None = None
     torch_threads: int = 1
-    # The simulated robot both nodes are given: its description (a name or a path), with
-    # its cameras rendered at `sim_image_size` px when that is set (a derived description is
-    # written to the run's log folder: small frames make tests cheap).
-    robot_description: str = "fr3_sim"
+    # The simulated task: a task config's name or path (None: the checkpoint's own task).
+    task: str | None = None
+    # The simulated robot both nodes are given: its description (a name or a path; None:
+    # the task's), with its cameras rendered at `sim_image_size` px when that is set (a
+    # derived description is written to the run's log folder: small frames make tests cheap).
+    robot_description: str | None = None
     sim_image_size: int | None = None
     diagnostics_rate_hz: float = 10.0  # faster than the 2.5 Hz tick so every tick's levels are seen
     poll_s: float = 0.5  # how often ~/report_success is asked
@@ -59,17 +61,19 @@ class ClosedLoopSettings:
         return self.max_steps * STEP_S
 
 
-def simulated_robot_description(settings: ClosedLoopSettings, folder: Path) -> str:
-    """The robot description both nodes run with: `settings.robot_description`, or a copy
-    of it with every camera at `settings.sim_image_size` px written into `folder`."""
+def simulated_robot_description(settings: ClosedLoopSettings, folder: Path, task_robot: str) -> str:
+    """The robot description both nodes run with: `settings.robot_description` (default
+    `task_robot`, the task's), or a copy of it with every camera at
+    `settings.sim_image_size` px written into `folder`."""
     import yaml
 
     from robots.description import load_robot_description, robot_description_path
 
+    robot = settings.robot_description or task_robot
     if settings.sim_image_size is None:
-        load_robot_description(settings.robot_description)  # refuse a bad one before any node starts
-        return str(settings.robot_description)
-    data = yaml.safe_load(robot_description_path(settings.robot_description).read_text())
+        load_robot_description(robot)  # refuse a bad one before any node starts
+        return str(robot)
+    data = yaml.safe_load(robot_description_path(robot).read_text())
     for camera in data["cameras"]:
         camera["height"] = camera["width"] = int(settings.sim_image_size)
     path = Path(folder) / f"robot_{settings.sim_image_size}px.yaml"
@@ -78,9 +82,11 @@ def simulated_robot_description(settings: ClosedLoopSettings, folder: Path) -> s
     return str(path)
 
 
-def sim_node_parameters(settings: ClosedLoopSettings, robot_description: str) -> dict[str, Any]:
-    """sim_robot_node's parameters: the simulated robot, paced as `settings` say."""
+def sim_node_parameters(settings: ClosedLoopSettings, task: str, robot_description: str) -> dict[str, Any]:
+    """sim_robot_node's parameters: the task config file and the simulated robot, paced as
+    `settings` say."""
     return {
+        "task": task,
         "robot_description": robot_description,
         "seed": settings.seed,
         "real_time_factor": float(settings.real_time_factor),

@@ -56,7 +56,8 @@ def test_summary_counts_what_the_store_holds(collected) -> None:
 def test_schema_is_that_of_a_teleop_session(collected) -> None:
     path, _, _ = collected
     episode = EpisodeStore.open(path).episode(0)
-    teleop = {s.name: s for s in fr3_stream_specs(image_shape=(IMAGE_SIZE, IMAGE_SIZE))}
+    # A teleop session's streams, and the joint-space action label beside the end-effector one.
+    teleop = {s.name: s for s in fr3_stream_specs(image_shape=(IMAGE_SIZE, IMAGE_SIZE), joint_command_rate_hz=10.0)}
     assert episode.stream_names == list(teleop)
     for name, spec in teleop.items():
         recorded = episode.spec(name)
@@ -93,6 +94,23 @@ def test_aligns_with_all_masks_valid_and_actions_are_the_expert_labels(collected
         np.testing.assert_allclose(aligned.actions[1:].reshape(-1, 10), expected, atol=1e-5)
         # The proprioception is the measured pose, close to the commanded one.
         assert np.abs(aligned.proprio[1:, :3] - aligned.actions[1:, -1, :3]).max() < 0.05
+
+
+def test_joint_command_is_the_end_effector_command_in_joint_space(collected) -> None:
+    from robots.embodiment import pose_to_vector
+    from robots.franka import tcp_pose
+
+    path, _, results = collected
+    episode = EpisodeStore.open(path).episode(0)
+    np.testing.assert_array_equal(episode.stamps("joint_command"), episode.stamps("command"))
+    joints, command = np.asarray(episode.values("joint_command")), np.asarray(episode.values("command"))
+    np.testing.assert_allclose(joints, results[0].joint_labels, atol=1e-12)
+    np.testing.assert_array_equal(joints[:, 7], command[:, 7])  # the same gripper width
+    # The joints put the TCP where the end-effector command says (Franka's kinematics).
+    reached = np.array([tcp_pose(q)[:3, 3] for q in joints[:, :7]])
+    np.testing.assert_allclose(reached, command[:, :3], atol=1e-4)
+    rotations = np.array([tcp_pose(q)[:3, :2].T.reshape(-1) for q in joints[:, :7]])
+    np.testing.assert_allclose(rotations, pose_to_vector(command[:, :7])[:, 3:9], atol=1e-3)
 
 
 def test_worker_processes_record_the_same_episodes(tmp_path: Path) -> None:

@@ -129,3 +129,27 @@ def test_importing_evaluation_loads_neither_ros_nor_torch(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_simulator_never_imports_training() -> None:
+    """sim/ may import robots/ and policy/; a task is chosen by configuration above it."""
+    assert _offences(("sim",), ("training", "evaluation", "dfstack")) == []
+
+
+def test_front_ends_take_a_task_instead_of_importing_one() -> None:
+    """collect-sim, evaluate-sim, bench-paper, the demo and sim_robot_node reach the
+    simulator through a task config (evaluation.sim_task), never by importing a task."""
+    front_ends = {**_modules("dfstack"), **_modules("evaluation"), **_modules("benchmarks")}
+    package = ROOT / "ros2_ws" / "src" / "df_policy"
+    front_ends |= {
+        f"df_policy.{path.stem}": path
+        for path in sorted((package / "df_policy").glob("*.py"))
+        if path.stem != "__init__"
+    }
+    offences = [
+        f"{path.relative_to(ROOT)}:{line} imports {imported}"
+        for module, path in front_ends.items()
+        for imported, line, _ in _imports(module, path)
+        if imported.startswith("sim.tasks.") and imported != "sim.tasks.base"
+    ]
+    assert offences == []

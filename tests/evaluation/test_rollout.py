@@ -126,7 +126,7 @@ class _ExpertAgent:
     def __init__(self, env: object) -> None:
         from types import SimpleNamespace
 
-        from sim.expert import ScriptedExpert
+        from sim.tasks.swap_fruit import ScriptedExpert
 
         self.expert = ScriptedExpert(env)
         self.runner = SimpleNamespace(spec=SPEC)
@@ -144,12 +144,14 @@ class _ExpertAgent:
 @pytest.mark.parametrize("stop_at_success", [True, False])
 def test_episode_scoring_stops_at_success_or_checks_the_arm_stays_put(stop_at_success: bool) -> None:
     from evaluation.rollout import run_episode
-    from sim.env import EnvConfig, SwapFruitEnv
+    from robots.description import load_robot_description
+    from sim.env import EnvConfig
+    from sim.tasks.swap_fruit import SwapFruitEnv
 
     env = SwapFruitEnv(EnvConfig(image_size=16, sensor_noise_sigma=0.0))
     try:
         settings = EvalSettings(episodes=1, max_steps=240, stop_at_success=stop_at_success)
-        result = run_episode(env, _ExpertAgent(env), 3, settings)
+        result = run_episode(env, _ExpertAgent(env), 3, settings, load_robot_description("fr3_sim"))
     finally:
         env.close()
     assert result.success and result.first_success_step is not None and result.unsafe_actions == 0
@@ -160,10 +162,10 @@ def test_episode_scoring_stops_at_success_or_checks_the_arm_stays_put(stop_at_su
 
 
 def test_unsafe_targets_are_named() -> None:
-    from evaluation.rollout import SIMULATED_ROBOT, unsafe_target_problems
-    from robots.description import load_robot_description
+    from evaluation.rollout import unsafe_target_problems
+    from evaluation.sim_task import load_sim_task
 
-    limits = load_robot_description(SIMULATED_ROBOT).safety
+    limits = load_sim_task().robot.safety  # the default task's simulated robot
 
     rot6d = [1, 0, 0, 0, -1, 0]
     safe = np.array([0.5, 0.0, 0.2, *rot6d, 0.08])

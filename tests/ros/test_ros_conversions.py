@@ -18,6 +18,7 @@ from df_policy.conversions import (
     joint_state_to_msg,
     msg_to_image,
     msg_to_joint_positions,
+    msg_to_joint_target,
     msg_to_pose,
     pose_to_msg,
     rgb_to_mono,
@@ -155,6 +156,27 @@ def test_joint_states_reorder_and_report_missing() -> None:
         msg_to_joint_positions(msg, ["a", "d"])
     with pytest.raises(ConversionError, match="velocities"):
         joint_state_to_msg(["a"], [1.0], 0.0, velocities=[1.0, 2.0])
+
+
+def test_joint_trajectory_target_is_its_last_point_in_our_joint_order() -> None:
+    from builtin_interfaces.msg import Duration
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    msg = JointTrajectory(joint_names=["b", "a"])
+    msg.points = [
+        JointTrajectoryPoint(positions=[0.0, 0.0]),
+        JointTrajectoryPoint(positions=[2.0, 1.0], time_from_start=Duration(sec=0, nanosec=40_000_000)),
+    ]
+    positions, duration = msg_to_joint_target(msg, ["a", "b"])
+    np.testing.assert_array_equal(positions, [1.0, 2.0])
+    assert duration == pytest.approx(0.04)
+    with pytest.raises(ConversionError, match=r"lacks joints \['c'\]"):
+        msg_to_joint_target(msg, ["a", "c"])
+    msg.points[-1].positions = [math.nan, 1.0]
+    with pytest.raises(ConversionError, match="finite"):
+        msg_to_joint_target(msg, ["a", "b"])
+    with pytest.raises(ConversionError, match="no points"):
+        msg_to_joint_target(JointTrajectory(joint_names=["a"]), ["a"])
 
 
 def test_stamps() -> None:

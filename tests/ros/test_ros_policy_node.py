@@ -45,9 +45,9 @@ from policy.imaging import resize_area  # noqa: E402
 from policy.model import DFPolicyModel, ModelConfig  # noqa: E402
 from policy.normalizer import Normalizer, images_to_unit_range  # noqa: E402
 from policy.objective import ObjectiveConfig, TokenBatch, diffusion_forcing_loss  # noqa: E402
-from sim.env import EnvConfig, SwapFruitEnv  # noqa: E402
-from sim.expert import ScriptedExpert  # noqa: E402
+from sim.env import EnvConfig  # noqa: E402
 from sim.faults import FaultEvent, FaultPlan  # noqa: E402
+from sim.tasks.swap_fruit import ScriptedExpert, SwapFruitEnv  # noqa: E402
 from training.config import task_policy_spec  # noqa: E402
 
 SEED = 3

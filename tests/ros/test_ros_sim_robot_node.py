@@ -180,3 +180,24 @@ def test_reset_with_seed_success_report_and_fault_plan(harness: Harness) -> None
     bad.parameters = [Parameter("fault_plan", value="{not json").to_parameter_msg()]
     result = harness.call(SetParameters, "/sim_robot/set_parameters", bad)
     assert not result.results[0].successful and "fault plan" in result.results[0].reason
+
+
+def test_a_task_that_cannot_be_simulated_is_refused_naming_why(tmp_path) -> None:
+    import yaml
+    from df_policy.sim_robot_node import SimRobotError
+
+    from training.config import CONFIG_DIR
+
+    real = yaml.safe_load((CONFIG_DIR / "task" / "swap_fruit_sim.yaml").read_text())
+    real.update(name="on_the_robot", robot="fr3_real")
+    del real["sim"]
+    (tmp_path / "real.yaml").write_text(yaml.safe_dump(real))
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(SimRobotError, match=r"task 'on_the_robot'.*has no `sim:` section"):
+            SimRobotNode(parameter_overrides=[Parameter("task", value=str(tmp_path / "real.yaml"))], context=context)
+        with pytest.raises(SimRobotError, match=r"gripper widths \(gripper.sink 'width_topic'\), got 'franka_action'"):
+            SimRobotNode(parameter_overrides=[Parameter("robot_description", value="fr3_real")], context=context)
+    finally:
+        rclpy.shutdown(context=context)

@@ -31,8 +31,9 @@ def test_bench_sim_quick_prints_json_last() -> None:
 @pytest.mark.slow
 def test_expert_succeeds_in_at_least_98_percent_of_200_episodes() -> None:
     pytest.importorskip("mujoco")
-    from sim.env import EnvConfig, SwapFruitEnv
+    from sim.env import EnvConfig
     from sim.expert import run_expert_episode
+    from sim.tasks.swap_fruit import SwapFruitEnv
 
     env = SwapFruitEnv(EnvConfig(cameras=()))
     results = [run_expert_episode(env, seed) for seed in range(200)]

@@ -1,4 +1,4 @@
-"""SwapFruitEnv: layout, control, determinism, input checking, expert and success."""
+"""SimEnv on the swap-fruit task: layout, control, determinism, input checking, expert and success."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ pytestmark = pytest.mark.sim
 pytest.importorskip("mujoco")
 
 from policy.geometry import matrix_to_rot6d  # noqa: E402
-from sim.env import EnvConfig, SwapFruitEnv, make_action  # noqa: E402
-from sim.expert import ScriptedExpert, run_expert_episode  # noqa: E402
+from sim.env import EnvConfig, make_action  # noqa: E402
+from sim.expert import run_expert_episode  # noqa: E402
 from sim.faults import FaultEvent, FaultPlan  # noqa: E402
-from sim.scene import FRUIT_RADIUS, SLOT_POSITIONS  # noqa: E402
+from sim.tasks.swap_fruit import (  # noqa: E402
+    FRUIT_RADIUS,
+    SLOT_POSITIONS,
+    ScriptedExpert,
+    SwapFruitEnv,
+    SwapFruitTask,
+)
 from training.config import task_policy_spec  # noqa: E402
 
 TOP_DOWN = np.diag([1.0, -1.0, -1.0])
@@ -70,7 +76,8 @@ def test_reset_draws_every_layout_with_small_jitter(physics_env) -> None:
 
 
 def test_random_first_fruit_protocol_keeps_the_layouts() -> None:
-    fixed, random_first = SwapFruitEnv(EnvConfig(cameras=())), SwapFruitEnv(EnvConfig(cameras=(), first_fruit="random"))
+    fixed = SwapFruitEnv(EnvConfig(cameras=()))
+    random_first = SwapFruitEnv(EnvConfig(cameras=()), SwapFruitTask(first_fruit="random"))
     firsts = set()
     for seed in range(20):
         a, b = fixed.reset_state(seed), random_first.reset_state(seed)
@@ -78,7 +85,7 @@ def test_random_first_fruit_protocol_keeps_the_layouts() -> None:
         firsts.add(b.first_fruit)
     assert firsts == {"apple", "orange"}
     with pytest.raises(ValueError, match="first_fruit"):
-        EnvConfig(first_fruit="banana")
+        SwapFruitTask(first_fruit="banana")
 
 
 def test_absolute_target_is_tracked(physics_env) -> None:

@@ -117,8 +117,8 @@ def _schedule() -> FaultPlan:
 @pytest.mark.sim
 def test_images_show_faults_exactly_where_the_plan_says() -> None:
     pytest.importorskip("mujoco")
-    from sim.env import EnvConfig, SwapFruitEnv
-    from sim.expert import ScriptedExpert
+    from sim.env import EnvConfig
+    from sim.tasks.swap_fruit import ScriptedExpert, SwapFruitEnv
 
     plan = _schedule()
     clean_env = SwapFruitEnv(EnvConfig(image_size=64))

@@ -7,9 +7,9 @@ caught by surprise against the model's predicted frame, which needs a trained mo
 import pytest
 
 from policy.frame_health import CameraHealthMonitor
-from sim.env import EnvConfig, SwapFruitEnv
-from sim.expert import ScriptedExpert
+from sim.env import EnvConfig
 from sim.faults import FaultEvent, FaultPlan
+from sim.tasks.swap_fruit import ScriptedExpert, SwapFruitEnv
 
 pytestmark = pytest.mark.sim
 

@@ -12,11 +12,12 @@ pytest.importorskip("mujoco")
 from sim.env import EnvConfig  # noqa: E402
 from sim.faults import FaultEvent, FaultPlan  # noqa: E402
 from sim.hil import HilConfig, SimulatedRobot  # noqa: E402
+from sim.tasks.swap_fruit import SwapFruitTask  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def robot():
-    r = SimulatedRobot(EnvConfig(image_size=32), HilConfig(gripper_rate_hz=15.0))
+    r = SimulatedRobot(EnvConfig(image_size=32), HilConfig(gripper_rate_hz=15.0), SwapFruitTask())
     yield r
     r.close()
 

@@ -6,6 +6,8 @@ to RGB. cv_bridge is not needed: these few encodings are what RealSense and the 
 publish. The byte layout is decoded in one place, policy.imaging.decode_ros_image.
 Poses: geometry_msgs/PoseStamped <-> position (3,) and quaternion (x, y, z, w).
 Joint states: sensor_msgs/JointState <-> arrays ordered by a given list of joint names.
+Joint trajectories: trajectory_msgs/JointTrajectory -> the final point's positions (in a
+given joint order) and its time from start.
 Times: builtin_interfaces/Time <-> float seconds.
 """
 
@@ -20,6 +22,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from trajectory_msgs.msg import JointTrajectory
 
 from policy.imaging import decode_ros_image, to_channels
 from robots.description import CameraDescription
@@ -254,3 +257,26 @@ def msg_to_joint_positions(msg: JointState, names: Sequence[str]) -> np.ndarray:
     if missing:
         raise ConversionError(f"JointState lacks joints {missing}; it has {list(msg.name)}")
     return np.array([msg.position[index[n]] for n in names], dtype=np.float64)
+
+
+def msg_to_joint_target(msg: JointTrajectory, names: Sequence[str]) -> tuple[np.ndarray, float]:
+    """The final point of a JointTrajectory as positions of `names` (in that order; the
+    message may list its joints in any order) and its time from start (s): where a joint
+    trajectory controller is to be, and when. Raises ConversionError naming what is wrong."""
+    if not msg.points:
+        raise ConversionError("JointTrajectory has no points")
+    point = msg.points[-1]
+    if len(point.positions) != len(msg.joint_names):
+        raise ConversionError(
+            f"JointTrajectory has {len(msg.joint_names)} joint names but its last point "
+            f"{len(point.positions)} positions"
+        )
+    index = {name: i for i, name in enumerate(msg.joint_names)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ConversionError(f"JointTrajectory lacks joints {missing}; it has {list(msg.joint_names)}")
+    positions = np.array([point.positions[index[n]] for n in names], dtype=np.float64)
+    if not np.all(np.isfinite(positions)):
+        raise ConversionError(f"JointTrajectory positions must be finite, got {positions.tolist()}")
+    duration = point.time_from_start.sec + point.time_from_start.nanosec * 1e-9
+    return positions, float(duration)

@@ -1,16 +1,21 @@
-"""sim_robot_node: the simulated FR3 + two RealSense cameras, speaking the real robot's topics.
+"""sim_robot_node: the simulated FR3 and its cameras running a task, speaking the real robot's topics.
 
 Thin glue around `sim.hil.SimulatedRobot`: a worker thread ticks the simulation at the
 control rate, paced to wall time by `real_time_factor` (0 = as fast as possible), and
-publishes what each tick returns; subscriptions forward target poses and gripper
+publishes what each tick returns; subscriptions forward arm targets and gripper
 widths; services reset an episode and report success. QoS: df_policy.qos.
 
-The robot's facts (cameras with their topics, sizes and rate, state topics and rates,
-the command and gripper topics, the base frame) come from its robot description, the
-same file the policy node and the recorder read.
+The task (scene, initial state per seed, success test) is a task config's `sim:`
+section (evaluation.sim_task). The robot's facts (cameras with their topics, native
+sizes and rates, state topics and rates, the command and gripper topics, the base frame)
+come from its robot description, the same file the policy node and the recorder read:
+the task's own, or the `robot_description` parameter. Arm commands arrive as the
+description's command sink says: PoseStamped targets (`pose`) or JointTrajectory
+(`joint_trajectory`, the final point reached at its time from start).
 
 Parameters (config/sim_robot.yaml or --ros-args -p name:=value):
-  robot_description    robots/descriptions/<name>.yaml or a path (default fr3_sim)
+  task                 a task config: a name in training/conf/task/ or a YAML path (default swap_fruit_sim)
+  robot_description    robots/descriptions/<name>.yaml or a path ('' = the task's robot)
   seed                 seed of the next episode; each reset uses it and then adds 1
   real_time_factor     1.0 = real time, 2.0 = twice as fast, 0 = unpaced
   target_interpolation_s   a new target pose is reached over this long
@@ -40,24 +45,27 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from df_policy import qos
 from df_policy.conversions import (
     ConversionError,
     image_to_msg,
     joint_state_to_msg,
+    msg_to_joint_target,
     msg_to_pose,
     pose_to_msg,
 )
 from df_policy.node_main import spin_until_shutdown
-from robots.description import RobotDescription, RobotDescriptionError, load_robot_description
-from sim.env import EnvConfig
+from evaluation.sim_task import DEFAULT_TASK, SimTaskError, load_sim_task
+from robots.description import RobotDescriptionError, load_robot_description
 from sim.faults import FaultPlan
 from sim.franka import FINGER_JOINT_NAMES, JOINT_NAMES
-from sim.hil import HilConfig, SimulatedRobot, TickOutput
+from sim.hil import SimulatedRobot, TickOutput
 
 PARAMETER_DEFAULTS: dict[str, Any] = {
-    "robot_description": "fr3_sim",
+    "task": DEFAULT_TASK,
+    "robot_description": "",
     "seed": 0,
     "real_time_factor": 1.0,
     "target_interpolation_s": 0.1,
@@ -66,24 +74,11 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
     "fault_plan_file": "",
 }
 # Fixed at start-up: a change would need a new simulator.
-FIXED_PARAMETERS = ("robot_description", "target_interpolation_s", "clip_targets")
+FIXED_PARAMETERS = ("task", "robot_description", "target_interpolation_s", "clip_targets")
 
 
 class SimRobotError(RuntimeError):
-    """The simulated robot cannot be built from this description; the message says why."""
-
-
-def simulated_cameras(robot: RobotDescription) -> tuple[tuple[str, ...], int, float]:
-    """The description's cameras as the simulator renders them: names, one square size,
-    one rate (the scene's renderer and HilConfig take one of each)."""
-    sizes = {(c.height, c.width) for c in robot.cameras}
-    rates = {c.rate_hz for c in robot.cameras}
-    if len(sizes) != 1 or len(rates) != 1 or next(iter(sizes))[0] != next(iter(sizes))[1]:
-        raise SimRobotError(
-            f"robot description {robot.source}: the simulator renders every camera square, at one size and "
-            f"rate; got sizes {sorted(sizes)} and rates {sorted(rates)}"
-        )
-    return robot.camera_names, next(iter(sizes))[0], next(iter(rates))
+    """The simulated robot cannot be built from this task and description; the message says why."""
 
 
 def load_fault_plan(text: str, path: str) -> FaultPlan | None:
@@ -102,30 +97,29 @@ class SimRobotNode(Node):
             self.declare_parameter(key, value)
         p = {key: self.get_parameter(key).value for key in PARAMETER_DEFAULTS}
         try:
-            robot = load_robot_description(str(p["robot_description"]))
-        except RobotDescriptionError as error:
+            setup = load_sim_task(str(p["task"]))
+            if str(p["robot_description"]).strip():
+                setup = setup.with_robot(load_robot_description(str(p["robot_description"])))
+        except (SimTaskError, RobotDescriptionError) as error:
             raise SimRobotError(str(error)) from error
-        if robot.gripper.sink != "width_topic" or robot.command.sink != "pose":
+        robot = setup.robot
+        if robot.gripper.sink != "width_topic":
             raise SimRobotError(
-                f"robot description {robot.source}: the simulator takes pose targets (command.sink 'pose') and "
-                f"gripper widths (gripper.sink 'width_topic'), got {robot.command.sink!r} and {robot.gripper.sink!r}"
+                f"robot description {robot.source}: the simulator takes gripper widths (gripper.sink 'width_topic'), "
+                f"got {robot.gripper.sink!r}"
             )
-        cameras, image_size, camera_rate_hz = simulated_cameras(robot)
         self.description = robot
+        self.setup = setup
 
         self._lock = threading.Lock()
         try:
             self._robot = SimulatedRobot(
-                EnvConfig(image_size=image_size, cameras=cameras, clip_targets=bool(p["clip_targets"])),
-                HilConfig(
-                    camera_rate_hz=camera_rate_hz,
-                    state_rate_hz=robot.state.rate_hz,
-                    gripper_rate_hz=robot.state.gripper_rate_hz,
-                    target_interpolation_s=float(p["target_interpolation_s"]),
-                ),
+                setup.env_config(clip_targets=bool(p["clip_targets"])),
+                setup.hil_config(target_interpolation_s=float(p["target_interpolation_s"])),
+                setup.task,
             )
         except ValueError as error:
-            raise SimRobotError(f"robot description {robot.source}: {error}") from error
+            raise SimRobotError(f"task {setup.name}, robot description {robot.source}: {error}") from error
         self._robot.set_fault_plan(load_fault_plan(p["fault_plan"], p["fault_plan_file"]))
         self._frame_id = robot.frame_id
         self._real_time_factor = float(p["real_time_factor"])
@@ -138,7 +132,12 @@ class SimRobotNode(Node):
         self._image_pubs = {
             camera.name: self.create_publisher(Image, camera.topic, qos.image_qos()) for camera in robot.cameras
         }
-        self.create_subscription(PoseStamped, robot.command.topic, self._on_target_pose, qos.reliable_qos())
+        if robot.command.sink == "joint_trajectory":
+            self.create_subscription(
+                JointTrajectory, robot.command.topic, self._on_joint_trajectory, qos.reliable_qos()
+            )
+        else:
+            self.create_subscription(PoseStamped, robot.command.topic, self._on_target_pose, qos.reliable_qos())
         self.create_subscription(Float64, robot.gripper.topic, self._on_gripper_command, qos.reliable_qos())
         self.create_service(Trigger, "~/reset_episode", self._on_reset)
         self.create_service(Trigger, "~/report_success", self._on_report_success)
@@ -184,6 +183,16 @@ class SimRobotNode(Node):
                 self._robot.set_target_pose(position, quat)
         except (ConversionError, ValueError) as error:
             self.get_logger().error(f"rejected target pose: {error}", throttle_duration_sec=1.0)
+
+    def _on_joint_trajectory(self, msg: JointTrajectory) -> None:
+        try:
+            joints, duration = msg_to_joint_target(msg, JOINT_NAMES)
+            with self._lock:
+                # A point due at once (time_from_start 0) is reached over the node's
+                # target_interpolation_s, as a pose target is: the servos cannot jump.
+                self._robot.set_joint_target(joints, duration if duration > 0 else None)
+        except (ConversionError, ValueError) as error:
+            self.get_logger().error(f"rejected joint trajectory: {error}", throttle_duration_sec=1.0)
 
     def _on_gripper_command(self, msg: Float64) -> None:
         try:
@@ -248,9 +257,7 @@ class SimRobotNode(Node):
             self._stamp_origin = self.get_clock().now().nanoseconds * 1e-9
             self._pacing_reset = True
         self.set_parameters([Parameter("seed", value=seed + 1)])
-        self.get_logger().info(
-            f"episode seed {seed}: fruits in slots {info.fruit_slots}, {info.first_fruit} moves first"
-        )
+        self.get_logger().info(f"episode seed {seed} of {self.setup.name}: {info.describe()}")
         return info.to_dict()
 
     def _run(self) -> None:
