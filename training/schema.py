@@ -114,13 +114,14 @@ AugmentationSchema = schema_of(AugmentationConfig, "AugmentationSchema")
 @dataclass
 class StreamsSchema:
     """Which recorded streams feed proprioception and actions (robots.embodiment.StreamNames);
-    null takes the embodiment's own (what the recorder and `dfstack collect-sim` write). A
-    store imported from a rosbag names its streams in the mapping file's `streams:`."""
+    null (or the section left out) takes the embodiment's own (what the recorder and
+    `dfstack collect-sim` write). A store imported from a rosbag names its streams in the
+    mapping file's `streams:`."""
 
-    state: str | None = setting()
-    command: str | None = setting()
-    gripper: str | None = setting()
-    command_gripper: str | None = setting()
+    state: str | None = setting(default=None)
+    command: str | None = setting(default=None)
+    gripper: str | None = setting(default=None)
+    command_gripper: str | None = setting(default=None)
 
 
 @dataclass
