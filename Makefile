@@ -8,7 +8,7 @@ NETNS := scripts/in_netns.sh
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv test test-loaded test-slow test-fast lint demo demo-memory bench-paper bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e clean
+.PHONY: help venv test test-loaded test-slow test-fast lint demo demo-memory bench-paper bench bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e bench-view clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -64,10 +64,13 @@ bench-recorder: $(STAMP)  ## two 640x480 cameras at 30 Hz + 1 kHz state for 60 s
 bench-train: $(STAMP)  ## training tokens/s on this CPU and the reader's speed against the trainer's demand
 	$(PY) -m benchmarks.bench_train
 
+bench-view: $(STAMP)  ## render time of `dfstack data view` for a 10 s episode (two 640x480 cameras at 30 Hz)
+	$(PY) -m benchmarks.bench_view
+
 bench-e2e: $(STAMP)  ## image stamp to command publish latency through the ROS nodes (network namespace)
 	$(NETNS) $(PY) -m benchmarks.bench_e2e
 
-bench: bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e  ## every benchmark
+bench: bench-latency bench-sim bench-crash bench-recorder bench-train bench-e2e bench-view  ## every benchmark
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -6,7 +6,9 @@
     python -m data_collection.cli delete STORE (--last | EPISODE ...)
     python -m data_collection.cli view STORE [EPISODE ...] [--out DIR] [--format mp4|gif]
     python -m data_collection.cli create STORE [--image-codec zstd] [--policy-size 64x64 ...]
-    python -m data_collection.cli import-rosbag STORE BAG --topic /camera/front/image_raw=front
+    python -m data_collection.cli import-rosbag STORE BAG ... (--mapping FILE | --topic TOPIC=STREAM[:CONVERTER] ...)
+    python -m data_collection.cli export-lerobot STORE OUT --fps 10 [--embodiment ee_pose] [--stream ROLE=STREAM]
+    python -m data_collection.cli import-lerobot DATASET STORE [--embodiment auto]
 
 Exit status: 0 success, 1 the store is not valid (validate, repair), 2 an error (the
 message on stderr names what was wrong).
@@ -170,6 +172,7 @@ def cmd_view(args: argparse.Namespace) -> int:
             args.out / f"{episode_id}.{args.format}",
             height=args.height,
             fps=args.fps,
+            plots=not args.no_plots,
             progress=True,
         )
         plot = plot_episode(episode, args.out / f"{episode_id}_plot.png")
@@ -189,22 +192,126 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bag_mapping(args: argparse.Namespace) -> Any:
+    """The mapping file (--mapping) with --topic entries added or replacing its own."""
+    from .rosbag_import import BagMapping, TopicMapping, load_bag_mapping
+
+    base = load_bag_mapping(args.mapping) if args.mapping else None
+    given = {}
+    for item in args.topic or []:
+        topic, _, target = item.partition("=")
+        stream, _, converter = target.partition(":")
+        if not topic or not stream:
+            raise StoreError(f"--topic must look like /some/topic=stream or /some/topic=stream:converter, got {item!r}")
+        given[topic] = TopicMapping(topic, stream, converter or None)
+    if base is None and not given:
+        raise StoreError("give a mapping file (--mapping FILE) or at least one --topic TOPIC=STREAM")
+    topics = [m for m in (base.topics if base else ()) if m.topic not in given] + list(given.values())
+    mapping = base.with_overrides(topics=tuple(topics)) if base else BagMapping(tuple(topics))
+    return mapping.with_overrides(stamps=args.stamps, clock_step_s=args.clock_step, task=args.task)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    from .rosbag_import import import_rosbag
+    from .rosbag_import import DuplicateBagError, import_rosbag
     from .store import EpisodeStore
 
-    topics = {}
-    for item in args.topic:
-        topic, _, stream = item.partition("=")
-        if not topic or not stream:
-            raise StoreError(f"--topic must look like /some/topic=stream_name, got {item!r}")
-        topics[topic] = stream
+    mapping = _bag_mapping(args)
     store = EpisodeStore.open_or_create(args.store)
+    imported, duplicates, failed = [], [], []
     for bag in args.bags:
-        result = import_rosbag(bag, store, topics, task=args.task, stamp_source=args.stamps, progress=True)
-        print(result.message)
-        for problem in result.problems:
-            print(f"  problem: {problem}")
+        # Every bag is tried: one bad bag does not keep the others out, and the summary
+        # says which ones were not imported and why.
+        try:
+            outcome = import_rosbag(bag, store, mapping, progress=not args.json, allow_duplicate=args.allow_duplicate)
+        except DuplicateBagError as error:
+            duplicates.append((bag, str(error)))
+            print(f"skipped: {error}", file=sys.stderr)
+            continue
+        except (StoreError, ValueError, OSError) as error:
+            failed.append((bag, str(error)))
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        imported.append(outcome)
+        if not args.json:
+            print(outcome.describe())
+            for result in outcome.results:
+                for problem in result.problems:
+                    print(f"  {result.episode_id} problem: {problem}")
+    marked = [o for o in imported if o.marked]
+    summary = {
+        "bags": len(args.bags),
+        "imported": {str(o.bag): o.episode_ids for o in imported},
+        "marked": [str(o.bag) for o in marked],
+        "skipped_duplicates": {str(b): m for b, m in duplicates},
+        "failed": {str(b): m for b, m in failed},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        line = f"import-rosbag: {len(imported)} of {len(args.bags)} bag(s) imported into {store.path}"
+        if duplicates:
+            line += f"; {len(duplicates)} skipped (already imported): {', '.join(str(b) for b, _ in duplicates)}"
+        if failed:
+            line += f"; {len(failed)} NOT imported (errors above): {', '.join(str(b) for b, _ in failed)}"
+        if marked:
+            line += f"; {len(marked)} marked (see problems)"
+        print(line)
+    return 2 if failed else 1 if marked else 0
+
+
+def cmd_export_lerobot(args: argparse.Namespace) -> int:
+    from .lerobot_interchange import export_lerobot
+
+    streams = {}
+    for item in args.stream or []:
+        role, _, name = item.partition("=")
+        if not role or not name:
+            raise StoreError(f"--stream must look like ROLE=STREAM (e.g. command_gripper=command_width), got {item!r}")
+        streams[role] = name
+    store = _open(args.store)
+    report = export_lerobot(
+        store,
+        args.out,
+        args.fps,
+        embodiment_name=args.embodiment,
+        streams=streams,
+        cameras=args.camera,
+        episode_ids=[normalize(e) for e in args.episodes] or None,
+        robot_type=args.robot_type,
+        crf=args.crf,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(
+        f"exported {len(report.episodes)} episode(s), {report.frames} frames at {report.fps} fps, cameras "
+        f"{report.cameras}, to {report.path} (LeRobot dataset v3.0)"
+    )
+    for line in report.lost:
+        print(f"  not kept: {line}")
+    for line in report.warnings:
+        print(f"  warning: {line}")
+    return 0
+
+
+def cmd_import_lerobot(args: argparse.Namespace) -> int:
+    from .lerobot_interchange import import_lerobot
+    from .store import EpisodeStore
+
+    embodiment_name = None if args.embodiment == "none" else args.embodiment
+    if not (args.dataset / "meta" / "info.json").is_file():
+        raise StoreError(f"{args.dataset}/meta/info.json is missing: not a LeRobot dataset (expected a v3.0 directory)")
+    store = EpisodeStore.open_or_create(args.store)
+    result = import_lerobot(args.dataset, store, embodiment_name, args.episodes or None, progress=not args.json)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"imported {len(result.episode_ids)} episode(s) from {args.dataset} into {store.path}")
+    for feature, stream in result.streams.items():
+        print(f"  {feature} -> {stream}")
+    for line in result.lost:
+        print(f"  not kept: {line}")
     return 0
 
 
@@ -254,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--last", action="store_true", help="delete the newest episode")
     delete.set_defaults(func=cmd_delete)
 
-    view = sub.add_parser("view", help="a video (cameras side by side) and an action/state plot per episode")
+    view = sub.add_parser(
+        "view",
+        help="a video (cameras named, with frame times, over the stream plots) and a stream plot per episode",
+    )
     view.add_argument("store", type=Path)
     view.add_argument("episodes", nargs="*", help="episode ids (default: all)")
     view.add_argument(
@@ -265,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("--format", choices=("mp4", "gif"), default="mp4")
     view.add_argument("--height", type=int, default=240, help="height of each camera panel in pixels")
-    view.add_argument("--fps", type=float, default=None, help="playback rate (default: the camera rate)")
+    view.add_argument("--fps", type=float, default=None, help="video frame rate (default: the first camera's rate)")
+    view.add_argument("--no-plots", action="store_true", help="cameras only, without the stream plots under them")
     view.set_defaults(func=cmd_view)
 
     create = sub.add_parser("create", help="create an empty store")
@@ -280,24 +391,91 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     create.set_defaults(func=cmd_create)
 
-    importer = sub.add_parser("import-rosbag", help="import rosbag2 recordings (mcap or sqlite3), one episode per bag")
+    importer = sub.add_parser(
+        "import-rosbag",
+        help="import rosbag2 recordings (mcap or sqlite3), one episode per bag (per timeline)",
+        description=(
+            "Import rosbag2 recordings through a mapping (--mapping FILE, format in docs/data_collection.md) "
+            "and/or --topic entries. Every bag is tried; exit 0: all imported (or already in the store), "
+            "1: some episode marked with problems, 2: some bag not imported (the message says why)."
+        ),
+    )
     importer.add_argument("store", type=Path, help="store (created if missing)")
-    importer.add_argument("bags", type=Path, nargs="+", help="rosbag2 directories")
+    importer.add_argument("bags", type=Path, nargs="+", help="rosbag2 directories, or .mcap / .db3 files")
+    importer.add_argument("--mapping", type=Path, help="YAML mapping: topics, training streams, stamps, task")
     importer.add_argument(
         "--topic",
         action="append",
-        required=True,
-        metavar="TOPIC=STREAM",
-        help="map a topic to a stream, e.g. /camera/front/color/image_raw=front (repeatable)",
+        metavar="TOPIC=STREAM[:CONVERTER]",
+        help=(
+            "map a topic to a stream, optionally through a converter, e.g. "
+            "/franka_gripper/joint_states=gripper:gripper_width (repeatable; adds to or replaces the mapping's)"
+        ),
     )
-    importer.add_argument("--task", default="")
+    importer.add_argument("--task", default=None, help="task of the episodes (default: the mapping's)")
     importer.add_argument(
         "--stamps",
         choices=("header", "receive"),
-        default="header",
-        help="sample time: message header stamp (default) or bag receive time",
+        default=None,
+        help="sample time: message header stamp (the mapping's default: header) or bag receive time",
     )
+    importer.add_argument(
+        "--clock-step",
+        type=float,
+        default=None,
+        metavar="S",
+        help="a stamp this far behind the newest one starts a new timeline (episode); default 1.0 s",
+    )
+    importer.add_argument(
+        "--allow-duplicate", action="store_true", help="import a bag even if the store already holds it"
+    )
+    importer.add_argument("--json", action="store_true", help="print the summary as JSON")
     importer.set_defaults(func=cmd_import)
+
+    export = sub.add_parser(
+        "export-lerobot",
+        help="write episodes as a LeRobot dataset (v3.0): state, action, cameras as video, per frame at --fps",
+        description=(
+            "Export to a LeRobot v3.0 dataset: per frame at --fps, observation.state = the embodiment's "
+            "proprioception, action = its action (what the trainer computes), each camera a video feature. "
+            "Says what the format cannot keep (per-stream timestamps become frame-indexed, ...)."
+        ),
+    )
+    export.add_argument("store", type=Path)
+    export.add_argument("out", type=Path, help="new directory for the dataset")
+    export.add_argument("episodes", nargs="*", help="episode ids (default: all)")
+    export.add_argument("--fps", type=int, required=True, help="frames per second (a whole number, as LeRobot's)")
+    export.add_argument("--embodiment", choices=("ee_pose", "joint_position"), default="ee_pose")
+    export.add_argument(
+        "--stream",
+        action="append",
+        metavar="ROLE=STREAM",
+        help="training stream names (state, command, gripper, command_gripper), as task.streams (repeatable)",
+    )
+    export.add_argument("--camera", action="append", help="cameras to export (default: every camera)")
+    export.add_argument("--robot-type", default=None, help="info.json robot_type (e.g. fr3)")
+    export.add_argument("--crf", type=int, default=18, help="H.264 quality: 0 lossless .. 51 worst (default 18)")
+    export.add_argument("--json", action="store_true")
+    export.set_defaults(func=cmd_export_lerobot)
+
+    lerobot_import = sub.add_parser(
+        "import-lerobot",
+        help="import a LeRobot dataset (v3.0 directory) as episodes, one per LeRobot episode",
+    )
+    lerobot_import.add_argument("dataset", type=Path, help="LeRobot dataset directory (meta/, data/, videos/)")
+    lerobot_import.add_argument("store", type=Path, help="store (created if missing)")
+    lerobot_import.add_argument(
+        "--embodiment",
+        choices=("auto", "ee_pose", "joint_position", "none"),
+        default="auto",
+        help=(
+            "auto: state/action become an embodiment's recorded streams when their names match it; none: each "
+            "feature its own stream"
+        ),
+    )
+    lerobot_import.add_argument("--episodes", type=int, nargs="*", help="LeRobot episode indices (default: all)")
+    lerobot_import.add_argument("--json", action="store_true")
+    lerobot_import.set_defaults(func=cmd_import_lerobot)
     return parser
 
 

@@ -9,12 +9,15 @@ position + quaternion (x, y, z, w), as geometry_msgs carries them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from policy.spec import PolicySpec
 from robots.embodiment import Embodiment, EndEffectorPose, StreamNames, embodiment
+
+from .schema import StreamSpec
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,33 @@ class FeatureMapping:
             problems.append(f"action [{spec.action.describe()}] (this mapping makes [{made}])")
         if problems:
             raise ValueError("policy spec does not fit the stream mapping: " + "; ".join(problems))
+
+    def stream_problems(self, specs: Mapping[str, StreamSpec]) -> list[str]:
+        """Why the streams of one episode (name -> spec) cannot feed this mapping's vectors:
+        a stream missing, a gripper stream that is not one width, a command without a width
+        and no `command_gripper`, a state too short."""
+        names = self.streams
+        missing = [s for s in dict.fromkeys((*self.proprio_streams(), *self.action_streams())) if s not in specs]
+        if missing:
+            return [f"lacks the stream(s) {missing} that proprioception and actions are read from"]
+        problems = []
+        arm_columns = len(self.embodiment.command_fields) - 1
+        for role in ("gripper", "command_gripper"):
+            name = getattr(names, role)
+            if name and specs[name].shape != (1,):
+                problems.append(
+                    f"{role} stream {name!r} has {specs[name].shape[0]} values ({', '.join(specs[name].fields)}); "
+                    "a gripper stream holds one width, the sum of both fingers"
+                )
+        command = specs[names.command]
+        if names.command_gripper is None and command.shape[0] < arm_columns + 1:
+            problems.append(
+                f"command stream {names.command!r} has {command.shape[0]} values, no gripper width after the "
+                f"{arm_columns} arm values; name the stream with the commanded width (command_gripper)"
+            )
+        elif command.shape[0] < arm_columns:
+            problems.append(f"command stream {names.command!r} has {command.shape[0]} values, fewer than {arm_columns}")
+        return problems
 
     def proprio(self, state: np.ndarray, gripper_width: np.ndarray) -> np.ndarray:
         return self.embodiment.proprio(state, gripper_width)

@@ -12,7 +12,10 @@ import importlib
 import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("data_collection.cli", "episode store tools: info, validate, repair, delete, view, import-rosbag"),
+    "data": (
+        "data_collection.cli",
+        "episode store tools: info, validate, repair, delete, view, import-rosbag, export-lerobot, import-lerobot",
+    ),
     "collect-sim": ("dfstack.collect_sim", "record scripted-expert demonstrations in the simulator"),
     "train": ("training.train", "train a policy (hydra configuration)"),
     "evaluate-sim": ("dfstack.evaluate_sim", "closed-loop success rate of a checkpoint in the simulator"),

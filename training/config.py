@@ -116,6 +116,21 @@ def policy_spec(config: DictConfig) -> PolicySpec:
         raise TrainingConfigError(f"task configuration: {error}") from error
 
 
+def feature_mapping(config: DictConfig, spec: PolicySpec | None = None) -> Any:
+    """data_collection.mapping.FeatureMapping of the task: its embodiment, reading the
+    streams `task.streams` names (each null role: the embodiment's own stream)."""
+    from data_collection.mapping import FeatureMapping
+    from robots.embodiment import StreamNames
+
+    spec = spec or policy_spec(config)
+    mapping = FeatureMapping.for_spec(spec)
+    given = {role: value for role, value in to_container(config.task.get("streams") or {}).items() if value}
+    if not given:
+        return mapping
+    default = mapping.embodiment.streams
+    return FeatureMapping(mapping.embodiment, StreamNames(**{**vars(default), **given}))
+
+
 def task_policy_spec(overrides: list[str] | None = None) -> PolicySpec:
     """The policy spec of a task config, e.g. `task_policy_spec(["task.image_size=16"])`:
     what tests and benchmarks build their specs from (never a copy of the task's values)."""
@@ -165,6 +180,7 @@ def runner_config(config: DictConfig) -> Any:
 # values (each names the field it refuses).
 _DATACLASS_CHECKS: tuple[tuple[str, Callable[[DictConfig], object]], ...] = (
     ("task", policy_spec),
+    ("task.streams", feature_mapping),
     ("task.augmentation", augmentation_config),
     ("model", model_config),
     ("objective", objective_config),

@@ -93,13 +93,12 @@ def open_store(dataset: str | Path) -> EpisodeStore:
 
 def check_dataset(store: EpisodeStore, spec: PolicySpec, mapping: FeatureMapping | None = None) -> None:
     """Refuse, before any training step, a spec the dataset cannot feed: cameras it lacks,
-    an action or proprioception layout other than the stream mapping produces."""
+    streams (task.streams) it lacks or whose sizes do not make the embodiment's vectors."""
     mapping = mapping or FeatureMapping.for_spec(spec)
     try:
         mapping.check(spec)
     except ValueError as error:
         raise TrainingConfigError(f"{error}; the task's robot description names the embodiment") from error
-    needed = [*mapping.proprio_streams(), *mapping.action_streams()]
     for episode_id in store.episode_ids():
         episode = store.episode(episode_id)
         streams = episode.stream_names
@@ -110,11 +109,12 @@ def check_dataset(store: EpisodeStore, spec: PolicySpec, mapping: FeatureMapping
                 f"dataset {store.path} lacks camera(s) {missing_cameras} (episode {episode_id} has cameras "
                 f"{cameras}); fix task.cameras"
             )
-        missing = [s for s in needed if s not in streams]
-        if missing:
+        problems = mapping.stream_problems({s: episode.spec(s) for s in streams})
+        if problems:
             raise TrainingConfigError(
-                f"dataset {store.path}: episode {episode_id} lacks the stream(s) {missing} that proprioception "
-                f"and actions are read from; it has {streams}"
+                f"dataset {store.path}: episode {episode_id} {'; '.join(problems)}. The task reads "
+                f"{_streams_setting(mapping)}; the episode has streams {streams}"
+                + _imported_streams_hint(episode.metadata, mapping)
             )
     first = store.episode(store.episode_ids()[0])
     for camera in spec.cameras:
@@ -126,6 +126,26 @@ def check_dataset(store: EpisodeStore, spec: PolicySpec, mapping: FeatureMapping
                 camera.width,
                 camera.name,
             )
+
+
+def _streams_setting(mapping: FeatureMapping) -> str:
+    return "task.streams: " + ", ".join(f"{role}={name}" for role, name in vars(mapping.streams).items())
+
+
+def _imported_streams_hint(metadata: dict[str, Any], mapping: FeatureMapping) -> str:
+    """The task.streams overrides that an imported episode's mapping file names, when they
+    differ from what the task reads."""
+    recorded = metadata.get("training_streams")
+    if not isinstance(recorded, dict):
+        return ""
+    changes = [
+        f"task.streams.{role}={name}"
+        for role, name in recorded.items()
+        if name and getattr(mapping.streams, role, None) != name
+    ]
+    if not changes:
+        return ""
+    return f". It was imported with the mapping's streams {recorded}: set {' '.join(changes)}"
 
 
 def check_finite_samples(store: EpisodeStore, episode_id: str) -> None:
@@ -175,8 +195,11 @@ def load_episodes(
     episode_ids: Sequence[str],
     tolerance_s: float | None = None,
     progress: bool = False,
+    mapping: FeatureMapping | None = None,
 ) -> list[EpisodeArrays]:
-    """Align each episode to the token grid once (read path: data_collection.reader)."""
+    """Align each episode to the token grid once (read path: data_collection.reader),
+    reading the streams `mapping` names (default: the embodiment's own)."""
+    mapping = mapping or FeatureMapping.for_spec(spec)
     iterator: Any = episode_ids
     if progress:
         from tqdm import tqdm
@@ -186,7 +209,7 @@ def load_episodes(
     for episode_id in iterator:
         check_finite_samples(store, episode_id)
         try:
-            aligned = align_episode(store.episode(episode_id), spec, FeatureMapping.for_spec(spec), tolerance_s)
+            aligned = align_episode(store.episode(episode_id), spec, mapping, tolerance_s)
         except (KeyError, ValueError) as error:
             raise TrainingConfigError(f"episode {episode_id} cannot be aligned to the task: {error}") from error
         frames = np.stack([aligned.frames[name] for name in spec.camera_names], axis=1).transpose(0, 1, 4, 2, 3)

@@ -112,6 +112,19 @@ AugmentationSchema = schema_of(AugmentationConfig, "AugmentationSchema")
 
 
 @dataclass
+class StreamsSchema:
+    """Which recorded streams feed proprioception and actions (robots.embodiment.StreamNames);
+    null (or the section left out) takes the embodiment's own (what the recorder and
+    `dfstack collect-sim` write). A store imported from a rosbag names its streams in the
+    mapping file's `streams:`."""
+
+    state: str | None = setting(default=None)
+    command: str | None = setting(default=None)
+    gripper: str | None = setting(default=None)
+    command_gripper: str | None = setting(default=None)
+
+
+@dataclass
 class TaskSchema:
     """Every key a task YAML (training/conf/task/*.yaml, or a file given as task=PATH) may
     hold: the one place task keys are declared.
@@ -138,6 +151,7 @@ class TaskSchema:
     val_fraction: float = setting(FRACTION_BELOW_ONE)
     max_episodes: int | None = setting(AT_LEAST_ONE)
     normalizer_margin: float = setting(NON_NEGATIVE)
+    streams: StreamsSchema = field(default_factory=StreamsSchema)
     augmentation: AugmentationSchema = field(default_factory=AugmentationSchema)  # type: ignore[valid-type]
     # The simulated task, for tasks that have one (a real-robot task has none): a hydra
     # `_target_` naming a sim.tasks.base.SimTask class and its arguments. Instantiated by

@@ -44,7 +44,14 @@ from policy.model import DFPolicyModel
 from policy.normalizer import Normalizer
 from policy.objective import ObjectiveConfig, TokenBatch, diffusion_forcing_loss
 
-from .config import TrainingConfigError, model_config, objective_config, policy_spec, to_container
+from .config import (
+    TrainingConfigError,
+    feature_mapping,
+    model_config,
+    objective_config,
+    policy_spec,
+    to_container,
+)
 from .data import (
     AugmentationConfig,
     EpisodeSampler,
@@ -151,7 +158,10 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
 
 def _compatibility(config: DictConfig) -> dict[str, Any]:
     """The configuration sections a resumed run must share with the run it continues."""
+    streams = feature_mapping(config).stream_names
     return {
+        # Only named when the task names its streams, so runs from before task.streams resume.
+        **({"streams": vars(streams)} if streams else {}),
         "spec": policy_spec(config).to_dict(),
         "model": model_config(config).to_dict(),
         "objective": objective_config(config).to_dict(),
@@ -214,8 +224,9 @@ class Trainer:
                     "configuration:\n  - " + "\n  - ".join(problems)
                 )
 
+        self.feature_mapping = feature_mapping(config, self.spec)
         store = open_store(str(config.task.dataset))
-        check_dataset(store, self.spec)
+        check_dataset(store, self.spec, self.feature_mapping)
         ids = store.episode_ids()
         if config.task.max_episodes is not None:
             ids = ids[: int(config.task.max_episodes)]
@@ -228,8 +239,8 @@ class Trainer:
             )
         tolerance = config.task.tolerance_s
         progress = bool(config.logging.progress) and self.is_main
-        train_episodes = load_episodes(store, self.spec, train_ids, tolerance, progress)
-        val_episodes = load_episodes(store, self.spec, val_ids, tolerance, progress)
+        train_episodes = load_episodes(store, self.spec, train_ids, tolerance, progress, self.feature_mapping)
+        val_episodes = load_episodes(store, self.spec, val_ids, tolerance, progress, self.feature_mapping)
         self.normalizer = (
             self.resume.normalizer
             if self.resume is not None

@@ -86,9 +86,10 @@ def test_import_rosbag(tmp_path, storage):
     topics.append(TopicMapping("/franka_gripper/joint_states", "gripper", "gripper_width"))
     topics.append(TopicMapping("/spacenav/twist", "teleop"))
     result = import_rosbag(bag, store, topics, task="imported")
-    episode = store.episode(result.episode_id)
+    (episode_id,) = result.episode_ids
+    episode = store.episode(episode_id)
     assert episode.count("front") == 19 and episode.count("ee_pose") == 20  # the odd-sized frame is rejected
-    assert any("frame size 12x16x3, expected 24x32x3" in p for p in result.problems)
+    assert any("frame size 12x16x3, expected 24x32x3" in p for p in result.results[0].problems)
     first = np.asarray(episode.frames("front")[0])
     assert first[0, 0].tolist() == [255, 0, 0]  # bgr8 converted to rgb
     assert episode.stamps("ee_pose")[1] == pytest.approx(1000.05)
